@@ -1,0 +1,170 @@
+"""The %aigc line magic's subcommands: cache, evict, reset, config, alias, models, key, history, help."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import shlex
+import time
+
+from .errors import AigcError
+from .keys import set_key
+from .models import ModelSpec
+
+HELP = """jupyter-aigc magics:
+  %%gpt [options]            the cell is a prompt; the answer streams below (%%gpt? for every option)
+  %aigc cache                models held in this kernel: device, dtype, memory, hits, load time
+  %aigc evict NAME | --all   drop a model (or all) from the cache and free its memory
+  %aigc reset                start a new conversation
+  %aigc config               current settings (change them with %config AigcConfig.NAME = VALUE)
+  %aigc alias NAME TARGET [--base-url URL] | --list | --delete NAME
+  %aigc models [--base-url URL]   models a server offers, next to the local cache
+  %aigc key openai           set an API key for this kernel (asked without echo, never saved)
+  %aigc history [N]          the last N requests (default 10)
+  %aigc help                 this list"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise AigcError(f"%aigc {self.prog}: {message}.", "Run `%aigc help` for the usage.")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _table(title: str, columns: list[str], rows: list[list]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[str(cell) for cell in row])
+    return table
+
+
+def run_command(session, line: str) -> None:
+    words = shlex.split(line)
+    name, rest = (words[0], words[1:]) if words else ("help", [])
+    handler = COMMANDS.get(name)
+    if handler is None:
+        raise AigcError(f"Unknown subcommand '%aigc {name}'.", "Run `%aigc help` for the list.")
+    handler(session, rest)
+
+
+def cmd_help(session, rest) -> None:
+    print(HELP)
+
+
+def cmd_cache(session, rest) -> None:
+    stats = session.cache.stats()
+    if not stats:
+        print("The model cache is empty; the first %%gpt cell loads its model.")
+        return
+    rows = [[s["name"], s["device"], s["dtype"], f"{s['bytes'] / 2**20:.0f} MB", s["hits"],
+             f"{s['load_time']:.2f} s"] for s in stats]
+    budget = session.cache.budget_bytes / 2**30
+    _console().print(_table(f"Model cache ({session.cache.total_bytes() / 2**20:.0f} MB of {budget:g} GB)",
+                            ["model", "device", "dtype", "memory", "hits", "load time"], rows))
+
+
+def cmd_evict(session, rest) -> None:
+    parser = _Parser(prog="evict")
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("--all", action="store_true")
+    args = parser.parse_args(rest)
+    if args.all:
+        count = len(session.cache)
+        session.cache.clear()
+        print(f"Evicted {count} model(s).")
+    elif not args.name:
+        raise AigcError("%aigc evict needs a model name or --all.", "See `%aigc cache` for the names.")
+    elif session.cache.evict(args.name):
+        print(f"Evicted {args.name}.")
+    else:
+        names = ", ".join(s["name"] for s in session.cache.stats()) or "none"
+        raise AigcError(f"No cached model named '{args.name}'.", f"Cached: {names}.")
+
+
+def cmd_reset(session, rest) -> None:
+    session.chat.reset()
+    print("Started a new conversation.")
+
+
+def cmd_config(session, rest) -> None:
+    config = session.config
+    rows = [[name, repr(getattr(config, name))] for name in sorted(config.trait_names(config=True))]
+    _console().print(_table("AigcConfig (set with %config AigcConfig.NAME = VALUE)", ["setting", "value"], rows))
+
+
+def cmd_alias(session, rest) -> None:
+    parser = _Parser(prog="alias")
+    parser.add_argument("name", nargs="?")
+    parser.add_argument("target", nargs="?")
+    parser.add_argument("--base-url")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--delete", metavar="NAME")
+    args = parser.parse_args(rest)
+    if args.delete:
+        if args.delete not in session.aliases:
+            raise AigcError(f"No alias '{args.delete}' set in this kernel.", "See `%aigc alias --list`.")
+        del session.aliases[args.delete]
+        print(f"Deleted alias {args.delete}.")
+    elif args.name and args.target:
+        target = {"model": args.target, "base_url": args.base_url} if args.base_url else args.target
+        session.aliases[args.name] = target
+        print(f"{args.name} → {args.target}" + (f" at {args.base_url}" if args.base_url else ""))
+    elif args.list or not args.name:
+        rows = []
+        for name, target in session.all_aliases().items():
+            model, url = (target["model"], target.get("base_url", "")) if isinstance(target, dict) else (target, "")
+            rows.append([name, model, url or "", "config" if name in session.config.aliases else "kernel"])
+        _console().print(_table("Aliases", ["alias", "model", "base URL", "from"], rows))
+    else:
+        raise AigcError("%aigc alias needs NAME and TARGET.", "Example: %aigc alias fast openai:gpt-4o-mini")
+
+
+def cmd_models(session, rest) -> None:
+    parser = _Parser(prog="models")
+    parser.add_argument("--base-url")
+    parser.add_argument("--key-env")
+    args = parser.parse_args(rest)
+    rows = [[s["name"], "local (cached)", s["device"]] for s in session.cache.stats()]
+    spec = ModelSpec("openai", "", "server", args.base_url)
+    try:
+        names = session.openai.list_models(spec, args.key_env)
+        rows += [[name, "server", session.openai.url_for(spec)] for name in names]
+    except AigcError as error:
+        rows.append([f"({error.message})", "server", session.openai.url_for(spec)])
+    _console().print(_table("Models", ["model", "where", "device / URL"], rows))
+
+
+def cmd_key(session, rest) -> None:
+    if len(rest) != 1:
+        raise AigcError("%aigc key needs a provider.", "Example: %aigc key openai")
+    key = getpass.getpass(f"API key for {rest[0]} (not shown, kept in this kernel only): ")
+    if not key.strip():
+        raise AigcError("No key entered.", "Run `%aigc key openai` again and paste the key.")
+    set_key(rest[0], key)
+    print(f"Key for {rest[0]} set for this kernel.")
+
+
+def cmd_history(session, rest) -> None:
+    count = int(rest[0]) if rest and rest[0].isdigit() else 10
+    rows = []
+    for entry in session.history[-count:]:
+        usage = entry.get("usage") or {}
+        prompt = entry["prompt"].replace("\n", " ")
+        rows.append([time.strftime("%H:%M:%S", time.localtime(entry["time"])), entry["model"], entry["backend"],
+                     prompt[:60] + ("…" if len(prompt) > 60 else ""), usage.get("completion_tokens", ""),
+                     entry["finish_reason"]])
+    _console().print(_table("History", ["time", "model", "backend", "prompt", "tokens", "end"], rows))
+
+
+COMMANDS = {
+    "help": cmd_help, "cache": cmd_cache, "evict": cmd_evict, "reset": cmd_reset, "config": cmd_config,
+    "alias": cmd_alias, "models": cmd_models, "key": cmd_key, "history": cmd_history,
+}

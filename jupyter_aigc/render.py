@@ -1,0 +1,211 @@
+"""Renderers only display: a widget in Jupyter, rich in the terminal, plain Markdown where neither fits."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from .backends.base import Response, TokenInfo
+
+MIN_UPDATE_INTERVAL = 0.05  # at most 20 display updates a second
+
+
+@dataclass
+class Column:
+    """What one output column shows while it streams and after."""
+
+    title: str
+    text: str = ""
+    status: str = "waiting"
+    tokens: list[TokenInfo] = field(default_factory=list)
+    footer: str = ""
+    error: str = ""
+
+
+@lru_cache(maxsize=1)
+def pricing() -> dict:
+    return json.loads(resources.files("jupyter_aigc").joinpath("data/pricing.json").read_text())
+
+
+def cost(response: Response) -> float | None:
+    """US dollars for an OpenAI model in the pricing table; None for any other model (never guessed)."""
+    if response.backend != "openai" or not response.usage or response.params.get("base_url"):
+        return None
+    model = response.model.removeprefix("openai:")
+    price = pricing().get(model)
+    if price is None:
+        return None
+    return (response.usage.get("prompt_tokens", 0) * price[0]
+            + response.usage.get("completion_tokens", 0) * price[1]) / 1e6
+
+
+def footer(response: Response) -> str:
+    """'model · backend · 12 in → 40 out · first token 0.21 s · 13.2 tok/s · $0.0001 · stopped'."""
+    parts = [response.model, response.backend]
+    usage = response.usage
+    if usage:
+        shared = " (all completions)" if usage.get("shared") else ""
+        parts.append(f"{usage.get('prompt_tokens', '?')} in → {usage.get('completion_tokens', '?')} out{shared}")
+    if response.ttft is not None:
+        parts.append(f"first token {response.ttft:.2f} s")
+    if response.tokens_per_second:
+        parts.append(f"{response.tokens_per_second:.1f} tok/s")
+    parts.append(f"{response.elapsed:.2f} s")
+    price = cost(response)
+    if price is not None:
+        parts.append(f"${price:.5f}")
+    if response.finish_reason in ("stopped", "length", "error"):
+        parts.append({"stopped": "stopped", "length": "hit max tokens", "error": "failed"}[response.finish_reason])
+    return " · ".join(parts)
+
+
+def final_markdown(columns: list[Column]) -> str:
+    """The answer(s) as Markdown, for saved notebooks, nbconvert and plain frontends."""
+    blocks = []
+    for column in columns:
+        head = f"**{column.title}**\n\n" if len(columns) > 1 and column.title else ""
+        tail = f"\n\n*{column.error}*" if column.error else ""
+        blocks.append(f"{head}{column.text}{tail}\n\n<sub>{column.footer}</sub>")
+    return "\n\n---\n\n".join(blocks)
+
+
+class Renderer:
+    """Keeps the columns and redraws at most every MIN_UPDATE_INTERVAL seconds; subclasses draw."""
+
+    def __init__(self):
+        self.columns: list[Column] = []
+        self.stream = True
+        self.metadata: dict = {}
+        self._last_draw = 0.0
+        self._dirty = False
+
+    def start(self, titles: list[str]) -> None:
+        self.columns = [Column(title=t, status="running") for t in titles]
+        self._draw(final=False)
+
+    def append(self, index: int, text: str, tokens: list[TokenInfo]) -> None:
+        column = self.columns[index]
+        column.text += text
+        column.tokens.extend(tokens)
+        self._dirty = True
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.stream and self._dirty and (force or now - self._last_draw >= MIN_UPDATE_INTERVAL):
+            self._last_draw = now
+            self._dirty = False
+            self._draw(final=False)
+
+    def finish_column(self, index: int, response: Response) -> None:
+        column = self.columns[index]
+        column.text = response.text
+        column.status = {"stopped": "stopped", "error": "error"}.get(response.finish_reason, "done")
+        column.footer = footer(response)
+        column.error = response.error or ""
+        self._dirty = True
+
+    def finish(self) -> None:
+        self._draw(final=True)
+
+    def _draw(self, final: bool) -> None:
+        raise NotImplementedError
+
+
+class MarkdownRenderer(Renderer):
+    """One IPython display updated in place (text while streaming, Markdown at the end)."""
+
+    def __init__(self):
+        super().__init__()
+        self.handle = None
+
+    def _draw(self, final: bool) -> None:
+        from IPython.display import Markdown, display
+
+        text = final_markdown(self.columns)
+        shown = Markdown(text) if final else Markdown(text + " ▍")
+        if self.handle is None:
+            self.handle = display(shown, display_id=True)
+        else:
+            self.handle.update(shown, metadata={"jupyter_aigc": self.metadata} if final else {})
+
+
+class TerminalRenderer(Renderer):
+    """rich Live output for terminal IPython: streamed Markdown, a footer line, columns as a table."""
+
+    def __init__(self, console=None):
+        super().__init__()
+        from rich.console import Console
+
+        self.console = console or Console()
+        self.live = None
+
+    def _renderable(self):
+        from rich.markdown import Markdown
+        from rich.table import Table
+        from rich.text import Text
+
+        if len(self.columns) == 1:
+            column = self.columns[0]
+            from rich.console import Group
+
+            parts = [Markdown(column.text)] if column.text or not column.error else []
+            if column.error:
+                parts.append(Text(column.error, style="bold red"))
+            if column.footer and column.text:
+                parts.append(Text(column.footer, style="dim"))
+            return Group(*parts)
+        table = Table(show_lines=True, expand=True)
+        for column in self.columns:
+            table.add_column(column.title)
+        table.add_row(*[Markdown(c.text or "…") for c in self.columns])
+        table.add_row(*[Text((c.error + " " if c.error else "") + c.footer, style="dim") for c in self.columns])
+        return table
+
+    def _draw(self, final: bool) -> None:
+        from rich.live import Live
+
+        if self.live is None:
+            self.live = Live(self._renderable(), console=self.console, refresh_per_second=20,
+                             auto_refresh=False, vertical_overflow="visible")
+            self.live.start()
+        self.live.update(self._renderable(), refresh=True)
+        if final:
+            self.live.stop()
+
+
+class WidgetRenderer(Renderer):
+    """Streams into a GptView; at the end the display also carries a Markdown fallback and provenance."""
+
+    def __init__(self, view, handle=None):
+        super().__init__()
+        self.view = view
+        self.handle = handle
+
+    def _payload(self, column: Column) -> dict:
+        from .markdown import to_html
+        from .widgets.gpt_view import prob_color
+
+        return {
+            "title": column.title,
+            "html": to_html(column.text),
+            "status": column.status,
+            "footer": column.footer,
+            "error": column.error,
+            "tokens": [[t.text, t.prob, prob_color(t.prob), t.top] for t in column.tokens],
+        }
+
+    def _draw(self, final: bool) -> None:
+        from IPython.display import display
+
+        self.view.running = not final
+        self.view.columns = [self._payload(c) for c in self.columns]
+        if final:
+            self.view.fallback_markdown = final_markdown(self.columns)
+        if self.handle is None:
+            self.handle = display(self.view, display_id=True)
+        elif final:
+            self.handle.update(self.view, metadata={"jupyter_aigc": self.metadata})

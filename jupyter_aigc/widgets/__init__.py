@@ -1,0 +1,1 @@
+"""anywidget front ends: one Python class and one ESM file each."""

