@@ -20,7 +20,11 @@ def load_ipython_extension(ipython) -> None:
         session.local.cache = session.cache
     ipython._jupyter_aigc_session = session
     ipython.configurables.append(session.config)
-    ipython.register_magics(AigcMagics(ipython, session))
+    magics = AigcMagics(ipython, session)
+    ipython.register_magics(magics)
+    if _kernel_serves_comms_while_awaiting(ipython):
+        ipython._jupyter_aigc_gpt_async = magics.gpt_async
+        ipython.input_transformers_post.append(_AwaitGpt())
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -31,11 +35,36 @@ def unload_ipython_extension(ipython) -> None:
         for name in names:
             manager.magics[kind].pop(name, None)
     manager.registry.pop("AigcMagics", None)
+    ipython.input_transformers_post[:] = [t for t in ipython.input_transformers_post
+                                          if type(t).__name__ != "_AwaitGpt"]
     if session is not None and session.config in ipython.configurables:
         ipython.configurables.remove(session.config)
 
 
-def session():
+def _kernel_serves_comms_while_awaiting(ipython) -> bool:
+    """ipykernel ≥ 7.4 dispatches widget messages while a cell awaits; older kernels use jupyter-ui-poll."""
+    if type(ipython).__name__ != "ZMQInteractiveShell":
+        return False
+    try:
+        import ipykernel
+    except ImportError:
+        return False
+    return tuple(int(p) for p in ipykernel.__version__.split(".")[:2]) >= (7, 4)
+
+
+class _AwaitGpt:
+    """Input transformer: a %%gpt cell awaits the magic, so the kernel can deliver Stop clicks meanwhile."""
+
+    PREFIX = "get_ipython().run_cell_magic('gpt', "
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        if lines and lines[0].startswith(self.PREFIX):
+            call = "".join(lines)[len(self.PREFIX):]
+            return ["await get_ipython()._jupyter_aigc_gpt_async(" + call]
+        return lines
+
+
+def get_session():
     """The AigcSession of the running IPython kernel (for the Python API and tests)."""
     from IPython import get_ipython
 
@@ -47,4 +76,4 @@ def session():
 
 def attention_view(text: str, model: str | None = None, layers: str | None = None, heads: str | None = None):
     """An AttentionView of ``text`` (e.g. ``attention_view("The cat sat", layers="0-3")``); needs %load_ext."""
-    return session().attention_view(text, model, layers, heads)
+    return get_session().attention_view(text, model, layers, heads)

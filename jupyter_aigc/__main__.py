@@ -35,6 +35,17 @@ def run_notebook(path: Path, out_dir: Path) -> Path:
     return target
 
 
+def check_llama() -> None:
+    """Generate one token with llama.cpp on the default GGUF (a crash here means a bad build for this CPU)."""
+    from llama_cpp import Llama
+
+    from .models import default_gguf
+
+    llm = Llama(model_path=str(default_gguf()), n_ctx=256, verbose=False)
+    llm.create_completion("The capital of France is", max_tokens=1)
+    print("llama.cpp OK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jupyter_aigc")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--options", default="--temperature 0 --max-tokens 64")
     demo.add_argument("--notebook", default="examples/01_quickstart.ipynb")
     demo.add_argument("--out", default="examples/out")
+    sub.add_parser("check-llama", help="check that llama-cpp-python runs the default GGUF on this CPU")
     args = parser.parse_args(argv)
+    if args.command == "check-llama":
+        check_llama()
+        return 0
     print(f"%%gpt {args.options}\n{args.prompt}\n")
     stream_in_terminal(args.prompt, args.options)
     notebook = Path(args.notebook)

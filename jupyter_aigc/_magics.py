@@ -86,6 +86,30 @@ class AigcMagics(Magics):
         except AigcError as error:
             report(error)
 
+    async def gpt_async(self, line: str, cell: str) -> None:
+        """%%gpt for kernels that serve widget messages while a cell awaits (ipykernel ≥ 7.4).
+
+        The work runs in a thread while the cell awaits it, so Stop and the controls answer at once;
+        a kernel interrupt cancels the await, which stops generation and keeps the partial answer.
+        """
+        import asyncio
+        import threading
+
+        cancel = threading.Event()
+
+        def work():
+            try:
+                self.session.gpt(parse_argstring(self.gpt, line), cell, cancel)
+            except AigcError as error:
+                report(error)
+
+        job = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            await asyncio.shield(job)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            cancel.set()
+            await job
+
     @magic_arguments()
     @argument("-m", "--model", help="Local model (default: AigcConfig.default_model).")
     @argument("--layers", help="Layers to show, e.g. '0-5' or '0,3,7' (default: all).")

@@ -119,13 +119,11 @@ def converted_folder(gguf: Path, progress: Callable[[str], None] = print) -> Pat
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     progress("2/3 weights")
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
     progress(f"3/3 saving to {target}")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
+        save_dequantized(model, staging)
         tokenizer.save_pretrained(staging)
         os.replace(staging, target)
     except OSError:
@@ -134,6 +132,23 @@ def converted_folder(gguf: Path, progress: Callable[[str], None] = print) -> Pat
             raise
     progress("done")
     return target
+
+
+def save_dequantized(model, folder: Path) -> None:
+    """Save a GGUF-loaded (already dequantized) model as a plain safetensors folder.
+
+    transformers refuses save_pretrained on GGUF-loaded models, so the config is saved without its
+    quantization_config and the weights with safetensors (which handles the tied embeddings).
+    """
+    from safetensors.torch import save_model
+
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(folder)
+    if model.generation_config is not None:
+        model.generation_config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
 
 
 def local_folder(spec: ModelSpec, progress: Callable[[str], None] = print) -> str:

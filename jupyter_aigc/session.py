@@ -112,7 +112,7 @@ class AigcSession:
             variants.append(Variant(spec, request, " · ".join(title)))
         return variants
 
-    def gpt(self, args, cell: str) -> None:
+    def gpt(self, args, cell: str, cancel: threading.Event | None = None) -> None:
         prompt = interpolate(cell.strip(), self.shell.user_ns)
         if not prompt:
             raise AigcError("The cell has no prompt.", "Write your prompt in the cell body, below %%gpt.")
@@ -125,7 +125,8 @@ class AigcSession:
                 self.local.load(variant.spec)  # load errors surface here, before any output
         widget = self._widget_frontend()
         renderer = self._renderer(variants, widget, stream=not args.no_stream)
-        responses = self._run(variants, renderer, args.key_env, poll_ui=widget)
+        responses = self._run(variants, renderer, args.key_env, cancel=cancel,
+                              poll_ui=widget and cancel is None)
         self._record(args, cell_key, prompt, variants, responses)
         if widget:
             self._wire_controls(renderer, args, cell_key, prompt, variants)
@@ -192,8 +193,10 @@ class AigcSession:
         renderer.stream = stream
         return renderer
 
-    def _run(self, variants, renderer: Renderer, key_env, poll_ui: bool = False) -> list[Response]:
-        cancel = threading.Event()
+    def _run(self, variants, renderer: Renderer, key_env, cancel: threading.Event | None = None,
+             poll_ui: bool = False) -> list[Response]:
+        """Run to the end; Stop sets ``cancel``. ``poll_ui`` lets ipykernel 6 deliver Stop clicks meanwhile."""
+        cancel = cancel or threading.Event()
         if isinstance(renderer, WidgetRenderer):
             renderer.view.on_stop = cancel.set
         self.generating = True
@@ -221,13 +224,14 @@ class AigcSession:
     def _wire_controls(self, renderer: WidgetRenderer, args, cell_key, prompt, variants) -> None:
         """Regenerate (button or control change) reruns the cell's variants in place, in the background."""
         view = renderer.view
+        shown = dict(view.controls)
 
         def regenerate(controls: dict) -> None:
+            """Apply the controls the user changed; compared settings the user left alone stay per column."""
             if self.generating:
                 return
-            overrides = {k: v for k, v in controls.items() if k in ("temperature", "top_p", "max_tokens")
-                         and v is not None}
-            overrides["seed"] = controls.get("seed")
+            overrides = {k: v for k, v in controls.items() if k in shown and v != shown[k]
+                         and (v is not None or k == "seed")}
             rerun = [replace(v, request=replace(v.request, **overrides)) for v in variants]
             view.controls = dict(controls)
             fresh = WidgetRenderer(view, renderer.handle)

@@ -28,17 +28,19 @@ def test_paris_at_temperature_zero(kernel):
 
 def test_second_cell_reuses_the_cached_model(kernel):
     kernel.run("%%gpt --temperature 0 --max-tokens 8\nSay hi.")
-    stats = kernel.value("__import__('jupyter_aigc').session().cache.stats()")
+    stats = kernel.value("__import__('jupyter_aigc').get_session().cache.stats()")
     (entry,) = stats
     assert entry["name"] == "SmolLM2-135M-Instruct" and entry["hits"] >= 1 and entry["device"] == "cpu"
 
 
 def test_follow_up_sees_the_first_turn(kernel):
-    kernel.run("%%gpt --new --temperature 0 --max-tokens 24\nMy name is Ada. Remember it.")
-    kernel.run("%%gpt --temperature 0 --max-tokens 24 -o answer\nWhat is my name?")
-    assert "Ada" in kernel.value("answer")
-    turns = kernel.value("[t.prompt for t in __import__('jupyter_aigc').session().chat.turns]")
-    assert turns == ["My name is Ada. Remember it.", "What is my name?"]
+    kernel.run("%%gpt --new --temperature 0 --max-tokens 32\nRemember the word: banana.")
+    kernel.run("%%gpt --temperature 0 --max-tokens 32 -o answer\nWhat word did I ask you to remember?")
+    assert "banana" in kernel.value("answer")
+    turns = kernel.value("[t.prompt for t in __import__('jupyter_aigc').get_session().chat.turns]")
+    assert turns == ["Remember the word: banana.", "What word did I ask you to remember?"]
+    kernel.run("%%gpt --new --temperature 0 --max-tokens 32 -o answer\nWhat word did I ask you to remember?")
+    assert "banana" not in kernel.value("answer"), "without memory the model cannot know the word"
 
 
 def test_interrupt_keeps_partial_text_and_next_cell_works(kernel):
@@ -56,6 +58,6 @@ def test_interrupt_keeps_partial_text_and_next_cell_works(kernel):
     assert reply["content"]["status"] == "ok"
     partial = kernel.value("answer")
     assert len(partial) > 0
-    assert kernel.value("__import__('jupyter_aigc').session().history[-1]['finish_reason']") == "stopped"
+    assert kernel.value("__import__('jupyter_aigc').get_session().history[-1]['finish_reason']") == "stopped"
     out = kernel.run("%%gpt --temperature 0 --max-tokens 16 -o answer\nWhat is the capital of France?")
     assert out["status"] == "ok" and "Paris" in kernel.value("answer")
