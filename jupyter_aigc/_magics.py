@@ -105,10 +105,11 @@ class AigcMagics(Magics):
 
         job = asyncio.ensure_future(asyncio.to_thread(work))
         try:
-            await asyncio.shield(job)
+            while not job.done():  # wake the loop often: ipykernel turns SIGINT into a cancel only then
+                await asyncio.wait({job}, timeout=0.1)
         except (asyncio.CancelledError, KeyboardInterrupt):
             cancel.set()
-            await job
+            await asyncio.wait({job})
 
     @magic_arguments()
     @argument("-m", "--model", help="Local model (default: AigcConfig.default_model).")

@@ -11,6 +11,9 @@ from importlib import resources
 from .backends.base import Response, TokenInfo
 
 MIN_UPDATE_INTERVAL = 0.05  # at most 20 display updates a second
+# The static Markdown copy of an answer carries this marker; the live widget's CSS hides such outputs,
+# so the answer shows once while the kernel runs, and the copy shows in saved notebooks and nbconvert.
+FALLBACK_MARKER = '\n\n<div class="aigc-fallback"></div>'
 
 
 @dataclass
@@ -180,10 +183,11 @@ class TerminalRenderer(Renderer):
 class WidgetRenderer(Renderer):
     """Streams into a GptView; at the end the display also carries a Markdown fallback and provenance."""
 
-    def __init__(self, view, handle=None):
+    def __init__(self, view, handle=None, fallback=None):
         super().__init__()
         self.view = view
         self.handle = handle
+        self.fallback = fallback
 
     def _payload(self, column: Column) -> dict:
         from .markdown import to_html
@@ -199,13 +203,17 @@ class WidgetRenderer(Renderer):
         }
 
     def _draw(self, final: bool) -> None:
-        from IPython.display import display
+        from IPython.display import Markdown, display
 
         self.view.running = not final
         self.view.columns = [self._payload(c) for c in self.columns]
-        if final:
-            self.view.fallback_markdown = final_markdown(self.columns)
         if self.handle is None:
             self.handle = display(self.view, display_id=True)
-        elif final:
-            self.handle.update(self.view, metadata={"jupyter_aigc": self.metadata})
+        if final:
+            self.view.answer_text = "\n\n".join(c.text for c in self.columns)
+            fallback = Markdown(final_markdown(self.columns) + FALLBACK_MARKER)
+            metadata = {"jupyter_aigc": self.metadata}
+            if self.fallback is None:
+                self.fallback = display(fallback, metadata=metadata, display_id=True)
+            else:
+                self.fallback.update(fallback, metadata=metadata)

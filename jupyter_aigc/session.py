@@ -234,7 +234,7 @@ class AigcSession:
                          and (v is not None or k == "seed")}
             rerun = [replace(v, request=replace(v.request, **overrides)) for v in variants]
             view.controls = dict(controls)
-            fresh = WidgetRenderer(view, renderer.handle)
+            fresh = WidgetRenderer(view, renderer.handle, renderer.fallback)
             fresh.stream = True
             self.generating = True
             threading.Thread(target=self._regenerate, args=(rerun, fresh, args, cell_key, prompt),

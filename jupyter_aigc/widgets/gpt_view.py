@@ -34,7 +34,7 @@ class GptView(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.on_stop: Callable[[], None] | None = None
         self.on_regenerate: Callable[[dict], None] | None = None
-        self.fallback_markdown = ""
+        self.answer_text = ""
         self.on_msg(self._handle_message)
 
     def _handle_message(self, widget, content, buffers) -> None:
@@ -47,7 +47,6 @@ class GptView(anywidget.AnyWidget):
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
-        if self.fallback_markdown:
-            data["text/markdown"] = self.fallback_markdown
-            data["text/plain"] = self.fallback_markdown
+        if self.answer_text:
+            data["text/plain"] = self.answer_text
         return bundle
