@@ -51,7 +51,9 @@ def footer(response: Response) -> str:
     usage = response.usage
     if usage:
         shared = " (all completions)" if usage.get("shared") else ""
-        parts.append(f"{usage.get('prompt_tokens', '?')} in → {usage.get('completion_tokens', '?')} out{shared}")
+        counted = " (counted; the server reports no usage)" if usage.get("counted") else ""
+        parts.append(f"{usage.get('prompt_tokens', '?')} in → {usage.get('completion_tokens', '?')} out"
+                     f"{shared}{counted}")
     if response.ttft is not None:
         parts.append(f"first token {response.ttft:.2f} s")
     if response.tokens_per_second:

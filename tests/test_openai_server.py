@@ -34,12 +34,16 @@ def test_streams_paris_in_several_chunks_with_server_usage(shell, llama_server):
             "What is the capital of France?")
     assert "Paris" in shell.user_ns["answer"]
     usage = session(shell).history[-1]["usage"]
-    # ask the server directly, without streaming, for its own count of the same request
+    # ask the server directly, without streaming, for its own count of the same greedy request
     raw = httpx.post(f"{url}/chat/completions", json={
         "model": "smollm2", "messages": [{"role": "user", "content": "What is the capital of France?"}],
         "temperature": 0, "max_tokens": 32}, timeout=60).json()
-    assert usage["prompt_tokens"] == raw["usage"]["prompt_tokens"]
+    assert raw["choices"][0]["message"]["content"] == shell.user_ns["answer"]
     assert usage["completion_tokens"] == raw["usage"]["completion_tokens"]
+    if usage.get("counted"):  # llama-cpp-python's server sends no usage when streaming
+        assert "prompt_tokens" not in usage
+    else:
+        assert usage["prompt_tokens"] == raw["usage"]["prompt_tokens"]
 
 
 def test_chat_memory_across_cells_and_backends(shell, llama_server, capsys):
@@ -51,7 +55,7 @@ def test_chat_memory_across_cells_and_backends(shell, llama_server, capsys):
     # switch to the local backend mid-conversation: it sees both earlier turns
     run_gpt(shell, "--temperature 0 --max-tokens 32 -o answer", "Which fruit did we talk about?")
     assert [t.model for t in session(shell).chat.turns] == ["smollm2", "smollm2", "SmolLM2-135M-Instruct"]
-    assert session(shell).history[-1]["usage"]["prompt_tokens"] > 40, "the local model got the earlier turns"
+    assert session(shell).history[-1]["usage"]["prompt_tokens"] > 60, "the local model got the earlier turns"
 
 
 def test_n_completions(shell, llama_server):
@@ -69,7 +73,7 @@ def test_local_and_server_render_the_same_way(shell, llama_server, capsys):
     run_gpt(shell, "--temperature 0 --max-tokens 16 --new", "What is 2+2?")
     local_out = capsys.readouterr().out
     for out, backend in ((server_out, "openai"), (local_out, "local")):
-        assert f"· {backend} ·" in out and " in → " in out and "tok/s" in out
+        assert f"· {backend} ·" in out and " out" in out and "tok/s" in out
 
 
 def test_logprobs_from_the_server(shell, llama_server):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+from dataclasses import replace
 from typing import Iterator
 
 from ..errors import AigcError
@@ -59,7 +60,22 @@ class OpenAIBackend:
 
     def stream(self, request: Request, spec: ModelSpec, cancel: threading.Event,
                key_env: str | None = None) -> Iterator[Chunk]:
+        """OpenAI answers ``n`` completions in one stream; other servers (llama.cpp, Ollama…) often ignore
+        ``n``, so they get one request per completion, seeded ``seed + i``."""
         client = self.client(spec, key_env)
+        if request.n == 1 or self.url_for(spec) == OPENAI_URL:
+            yield from self._stream_once(client, request, spec, cancel)
+            return
+        for index in range(request.n):
+            if cancel.is_set():
+                return
+            seed = None if request.seed is None else request.seed + index
+            single = replace(request, n=1, seed=seed)
+            for chunk in self._stream_once(client, single, spec, cancel):
+                chunk.index = index  # request-wide usage of a single completion is this completion's
+                yield chunk
+
+    def _stream_once(self, client, request: Request, spec: ModelSpec, cancel: threading.Event) -> Iterator[Chunk]:
         params = self._params(request, spec)
         try:
             try:
@@ -72,16 +88,18 @@ class OpenAIBackend:
                     raise
         except Exception as exc:
             raise self._translate(exc, spec) from None
+        counted = [0] * request.n  # content chunks: the usage of servers that report none when streaming
+        reported = False
         try:
             for event in stream:
                 for choice in event.choices:
-                    yield Chunk(
-                        text=choice.delta.content or "" if choice.delta else "",
-                        index=choice.index,
-                        tokens=self._tokens(choice),
-                        finish_reason=choice.finish_reason,
-                    )
+                    text = (choice.delta.content or "") if choice.delta else ""
+                    if text and choice.index < len(counted):
+                        counted[choice.index] += 1
+                    yield Chunk(text=text, index=choice.index, tokens=self._tokens(choice),
+                                finish_reason=choice.finish_reason)
                 if event.usage:
+                    reported = True
                     yield Chunk(index=-1, usage={"prompt_tokens": event.usage.prompt_tokens,
                                                  "completion_tokens": event.usage.completion_tokens})
                 if cancel.is_set():
@@ -93,6 +111,9 @@ class OpenAIBackend:
             ) from None
         finally:
             stream.close()
+        if not reported:
+            for index, count in enumerate(counted):
+                yield Chunk(index=index, usage={"completion_tokens": count, "counted": True})
 
     def _params(self, request: Request, spec: ModelSpec) -> dict:
         params = dict(model=spec.source, messages=request.messages, stream=True,
