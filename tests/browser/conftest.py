@@ -40,7 +40,7 @@ def lab(lab_root):
     log = open(lab_root / "jupyterlab.log", "w")
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={lab_root}",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+           f"--LabApp.workspaces_dir={lab_root / '.workspaces'}", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=lab_root)
@@ -95,9 +95,8 @@ def write_notebook(root: Path, name: str, cells: list[str]) -> str:
 
 
 def open_notebook(page, lab: str, name: str) -> None:
-    page.goto(f"{lab}/lab/tree/{name}?token={TOKEN}")
+    page.goto(f"{lab}/lab/tree/{name}?token={TOKEN}&reset")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60000)
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60000)
     news = page.locator(".jp-Notification-Toast-Close, .jp-toast-button:text-is('No')")
     if news.count():
@@ -122,7 +121,7 @@ def run_all(page) -> None:
 
 def wait_idle(page, timeout: float = 300000) -> None:
     page.wait_for_timeout(500)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=timeout)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=timeout)
 
 
 def shot(page, name: str, locator=None) -> Path:

@@ -66,6 +66,7 @@ function render({ model, el }) {
   const modes = { grid: button("Grid"), head: button("Head"), lines: button("Lines") };
   const scale = document.createElement("select");
   for (const s of ["linear", "sqrt", "log"]) scale.append(new Option(`scale: ${s}`, s));
+  scale.value = "sqrt";
   const exporter = button("Export PNG", "aigc-attn-export");
   const status = document.createElement("span");
   status.className = "aigc-attn-status";
