@@ -125,8 +125,10 @@ class AigcSession:
                 self.local.load(variant.spec)  # load errors surface here, before any output
         widget = self._widget_frontend()
         renderer = self._renderer(variants, widget, stream=not args.no_stream)
-        responses = self._run(variants, renderer, args.key_env, cancel=cancel,
-                              poll_ui=widget and cancel is None)
+        from . import _kernel_serves_comms_while_awaiting
+
+        poll_ui = widget and cancel is None and not _kernel_serves_comms_while_awaiting(self.shell)
+        responses = self._run(variants, renderer, args.key_env, cancel=cancel, poll_ui=poll_ui)
         self._record(args, cell_key, prompt, variants, responses)
         if widget:
             self._wire_controls(renderer, args, cell_key, prompt, variants)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Callable, Iterator
 
 from ..cache import ModelCache, pick_device, pick_dtype
@@ -117,6 +118,9 @@ class LocalTextBackend:
         self.device = device
         self.dtype = dtype
         self.progress = progress
+        # Long-lived generation threads: each new thread that runs torch starts its own OpenMP team,
+        # and the teams of finished threads keep spinning, slowing every later generation on the CPU.
+        self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aigc-generate")
 
     def load(self, spec: ModelSpec, encoder_ok: bool = False) -> tuple:
         """(model, tokenizer) for ``spec``, from the cache or loaded into it once."""
@@ -178,14 +182,12 @@ class LocalTextBackend:
             except BaseException as exc:  # handed to the consumer thread
                 failure.append(exc)
 
-        worker = threading.Thread(target=run, name="aigc-generate", daemon=True)
         emitted = ""
         sent_tokens = 0
-        worker.start()
+        worker = self._workers.submit(run)
         try:
             while True:
-                worker.join(POLL_SECONDS)
-                done = not worker.is_alive()
+                done = wait([worker], timeout=POLL_SECONDS).done != set()
                 text = tokenizer.decode(collector.ids, skip_special_tokens=True)
                 visible = cut_at_stop(text, request.stop) if done else hold_back(text, request.stop)
                 tokens = [self._token_info(tokenizer, t) for t in collector.tokens[sent_tokens:]]
@@ -196,9 +198,9 @@ class LocalTextBackend:
                 if done:
                     break
         finally:
-            if worker.is_alive():
+            if not worker.done():
                 cancel.set()
-                worker.join()
+                wait([worker])
         if failure:
             raise failure[0]
         stopped = cancel.is_set()
