@@ -48,7 +48,7 @@ def report(error: AigcError) -> None:
 
 @magics_class
 class AigcMagics(Magics):
-    """%%gpt, %%aigc_attention and %aigc."""
+    """%%gpt, %%aigc_image, %%aigc_attention and %aigc."""
 
     def __init__(self, shell, session):
         super().__init__(shell)
@@ -129,6 +129,31 @@ class AigcMagics(Magics):
         try:
             args = parse_argstring(self.aigc_attention, line)
             self.session.attention(args, cell)
+        except AigcError as error:
+            report(error)
+
+    @magic_arguments()
+    @argument("-m", "--model", help="diffusers folder, Hub id or 'openai:gpt-image-1' (default: AigcConfig).")
+    @argument("--size", default="512x512", help="Image size WIDTHxHEIGHT (default 512x512).")
+    @argument("--steps", type=int, default=25, help="Denoising steps for local pipelines (default 25).")
+    @argument("--guidance", type=float, default=7.5, help="Classifier-free guidance scale (default 7.5).")
+    @argument("--seed", type=int, help="Seed; image i uses seed + i. Same seed and settings, same image.")
+    @argument("-n", type=int, default=1, help="Number of images (default 1).")
+    @argument("--negative", help="Negative prompt (local pipelines).")
+    @argument("--key-env", help="Name of the environment variable that holds the API key.")
+    @argument("-o", "--output", help="Store the list of PIL images in this variable.")
+    @argument("--save", help="Folder for PNGs whose metadata holds prompt, model, seed and steps.")
+    @cell_magic
+    def aigc_image(self, line, cell):
+        """Turn the cell body into images, from a local diffusers pipeline or the OpenAI Images API.
+
+        Example::
+
+            %%aigc_image -m ./my-sd-pipeline --size 512x512 --steps 20 --seed 1 -n 2 -o images
+            A lighthouse at dusk, watercolour.
+        """
+        try:
+            self.session.image(parse_argstring(self.aigc_image, line), cell)
         except AigcError as error:
             report(error)
 

@@ -170,12 +170,13 @@ class ModelCache:
         self._notify()
         return True
 
-    def evict_lru(self) -> bool:
-        """Drop the least recently used entry (used to recover from out-of-memory)."""
+    def evict_lru(self, keep: str | None = None) -> bool:
+        """Drop the least recently used entry other than ``keep`` (to recover from out-of-memory)."""
         with self._lock:
-            if not self._entries:
+            victim = next((k for k in self._entries if k != keep), None)
+            if victim is None:
                 return False
-            self._drop(next(iter(self._entries)))
+            self._drop(victim)
         self._notify()
         return True
 

@@ -57,7 +57,7 @@ def resolve(spec: str, aliases: dict, base_url: str | None = None) -> ModelSpec:
             raise AigcError(f"No GGUF file at {spec}.", "Check the path, or give a model folder or Hub id.")
         return ModelSpec("local", str(path.resolve()), path.stem, gguf=str(path.resolve()))
     if path.exists():
-        if not path.is_dir() or not (path / "config.json").is_file():
+        if not path.is_dir() or not any((path / f).is_file() for f in ("config.json", "model_index.json")):
             raise AigcError(
                 f"{spec} is not a model folder (it has no config.json).",
                 "Give a folder saved with save_pretrained, a .gguf file or a Hub id.",

@@ -9,7 +9,9 @@ from dataclasses import replace
 from itertools import product
 
 from .backends.base import Request, Response
+from .backends.local_image import LocalImageBackend
 from .backends.local_text import LocalTextBackend
+from .backends.openai_images import OpenAIImagesBackend
 from .backends.openai_api import OpenAIBackend
 from .cache import ModelCache
 from .config import AigcConfig
@@ -55,7 +57,14 @@ class AigcSession:
         self.openai = OpenAIBackend(self.config.base_url, self.config.timeout, self.config.max_retries)
         self.config.observe(self._sync_backends, ["device", "dtype", "base_url", "timeout", "max_retries"])
         self.runner = TextRunner({"local": self.local, "openai": self.openai})
+        self.local_images = LocalImageBackend(self.cache, self.config.device, self.config.dtype)
+        self.openai_images = OpenAIImagesBackend(self.openai)
         self.generating = False
+
+    def image(self, args, cell: str) -> None:
+        from .images import run_image
+
+        run_image(self, args, cell)
 
     def command(self, line: str) -> None:
         from .commands import run_command
@@ -64,6 +73,7 @@ class AigcSession:
 
     def _sync_backends(self, change=None) -> None:
         self.local.device, self.local.dtype = self.config.device, self.config.dtype
+        self.local_images.device, self.local_images.dtype = self.config.device, self.config.dtype
         self.openai.base_url, self.openai.timeout = self.config.base_url, self.config.timeout
         self.openai.max_retries = self.config.max_retries
 

@@ -1,0 +1,56 @@
+"""OpenAIImagesBackend: the OpenAI Images API through the official SDK, with %%gpt's key handling."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+
+from ..errors import AigcError
+from ..models import ModelSpec
+from .local_image import ImageRequest
+from .openai_api import OpenAIBackend
+
+SIZES = {
+    "gpt-image": {"1024x1024", "1536x1024", "1024x1536", "auto"},
+    "dall-e-3": {"1024x1024", "1792x1024", "1024x1792"},
+    "dall-e-2": {"256x256", "512x512", "1024x1024"},
+}
+
+
+class OpenAIImagesBackend:
+    name = "openai"
+
+    def __init__(self, chat: OpenAIBackend):
+        self.chat = chat
+
+    def generate(self, request: ImageRequest, spec: ModelSpec, cancel: threading.Event) -> list:
+        import openai
+        from PIL import Image
+
+        size = f"{request.width}x{request.height}"
+        family = next((f for f in SIZES if spec.source.startswith(f)), None)
+        if family and size not in SIZES[family]:
+            raise AigcError(f"{spec.source} does not make {size} images.",
+                            f"Use --size {' or '.join(sorted(SIZES[family] - {'auto'}))}.")
+        params = dict(model=spec.source, prompt=request.prompt, n=request.n, size=size)
+        if not spec.source.startswith("gpt-image"):
+            params["response_format"] = "b64_json"
+        client = self.chat.client(spec, request.key_env)
+        try:
+            result = client.images.generate(**params)
+        except openai.BadRequestError as exc:
+            body = exc.body if isinstance(exc.body, dict) else {}
+            code = body.get("code") or (body.get("error") or {}).get("code")
+            if code in ("content_policy_violation", "moderation_blocked"):
+                raise AigcError("The API refused this prompt under its content policy.",
+                                "Rephrase the prompt.") from None
+            raise self.chat._translate(exc, spec) from None
+        except Exception as exc:
+            raise self.chat._translate(exc, spec) from None
+        images = []
+        for item in result.data:
+            image = Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
+            image.load()
+            images.append(image)
+        return images
