@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -77,7 +78,7 @@ def final_markdown(columns: list[Column]) -> str:
     return "\n\n---\n\n".join(blocks)
 
 
-class Renderer:
+class Renderer(ABC):
     """Keeps the columns and redraws at most every MIN_UPDATE_INTERVAL seconds; subclasses draw."""
 
     def __init__(self):
@@ -116,8 +117,9 @@ class Renderer:
     def finish(self) -> None:
         self._draw(final=True)
 
+    @abstractmethod
     def _draw(self, final: bool) -> None:
-        raise NotImplementedError
+        """Show the columns (``final``: the last time, with footers)."""
 
 
 class MarkdownRenderer(Renderer):

@@ -96,6 +96,7 @@ def shell():
     from IPython.core.interactiveshell import InteractiveShell
 
     ip = InteractiveShell.instance()
+    ip.config.pop("AigcConfig", None)  # %config from an earlier test must not leak into this one
     if getattr(ip, "_jupyter_aigc_session", None) is not None:
         ip.run_line_magic("unload_ext", "jupyter_aigc")
         del ip._jupyter_aigc_session
@@ -105,6 +106,7 @@ def shell():
     ip.run_line_magic("unload_ext", "jupyter_aigc")
     ip._jupyter_aigc_session.cache.clear()
     del ip._jupyter_aigc_session
+    ip.config.pop("AigcConfig", None)
 
 
 def run_gpt(ip, line: str, body: str) -> None:

@@ -161,3 +161,9 @@ def test_head_requests_over_the_widget_channel(shell, tiny_model):
     n = len(view.tokens)
     assert ok["n"] == n and len(buffers[0]) == n * n and "error" not in ok
     assert "not in this view" in bad["error"]
+
+
+def test_gpt_attention_opens_the_view_of_prompt_and_answer(shell, tiny_model, capsys):
+    shell.run_cell_magic("gpt", f"-m {tiny_model} --temperature 0 --max-tokens 4 --attention -o answer --new", "hi")
+    out = capsys.readouterr()
+    assert "AttentionView" in out.out and "Traceback" not in out.out + out.err

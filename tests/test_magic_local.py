@@ -208,3 +208,21 @@ def test_greedy_logprobs_pick_the_most_likely_token(tiny_model):
         assert token.prob == pytest.approx(token.top[0][1])
         assert [p for _, p in token.top] == sorted((p for _, p in token.top), reverse=True)
     assert "".join(c.text for c in chunks) == "".join(t.text for t in tokens)
+
+
+def test_key_is_asked_without_echo_and_never_shown(shell, monkeypatch, capsys):
+    import getpass
+
+    from jupyter_aigc import keys
+
+    secret = "sk-kernel-only-SECRET-123456"
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: secret)
+    shell.run_line_magic("aigc", "key openai")
+    try:
+        assert keys.resolve_key("openai") == secret
+        shell.run_line_magic("aigc", "config")
+        out = capsys.readouterr()
+        assert secret not in out.out + out.err and "set for this kernel" in out.out
+        assert keys.redact(f"error with {secret}") == "error with sk-…"
+    finally:
+        keys.forget_key("openai")

@@ -23,6 +23,16 @@ def is_local_url(url: str | None) -> bool:
     return host.startswith(LOCAL_HOSTS)
 
 
+def server_message(exc) -> str:
+    """The server's own error text (``{"error": {"message": …}}``), not the SDK's wrapper around it."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        if inner.get("message"):
+            return str(inner["message"])
+    return str(getattr(exc, "message", exc))
+
+
 class OpenAIBackend:
     """Chat completions through ``openai.OpenAI``; honours OPENAI_API_KEY and OPENAI_BASE_URL."""
 
@@ -172,10 +182,9 @@ class OpenAIBackend:
             return AigcError(f"The server at {url} failed ({exc.status_code}) after {self.max_retries} retries.",
                              "Run the cell again later, or check the server's log.")
         if isinstance(exc, openai.BadRequestError):
-            message = getattr(exc, "message", str(exc))
-            return AigcError(redact(f"The server at {url} refused the request (400): {message}"),
+            return AigcError(redact(f"The server at {url} refused the request (400): {server_message(exc)}"),
                              "Change the option it names (for example drop --temperature for reasoning models).")
         if isinstance(exc, openai.APIStatusError):
-            return AigcError(redact(f"The server at {url} answered {exc.status_code}: {exc.message}"),
+            return AigcError(redact(f"The server at {url} answered {exc.status_code}: {server_message(exc)}"),
                              "Check the model name and options.")
         return AigcError(redact(f"Request to {url} failed: {type(exc).__name__}: {exc}"), "")
