@@ -214,7 +214,6 @@ class WidgetRenderer(Renderer):
         if self.handle is None:
             self.handle = display(self.view, display_id=True)
         if final:
-            self.view.answer_text = "\n\n".join(c.text for c in self.columns)
             fallback = Markdown(final_markdown(self.columns) + FALLBACK_MARKER)
             metadata = {"jupyter_aigc": self.metadata}
             if self.fallback is None:

@@ -34,7 +34,6 @@ class GptView(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.on_stop: Callable[[], None] | None = None
         self.on_regenerate: Callable[[dict], None] | None = None
-        self.answer_text = ""
         self.on_msg(self._handle_message)
 
     def _handle_message(self, widget, content, buffers) -> None:
@@ -45,8 +44,8 @@ class GptView(anywidget.AnyWidget):
             self.on_regenerate(dict(content.get("controls") or self.controls))
 
     def _repr_mimebundle_(self, **kwargs):
+        """No text/plain stand-in: where the widget cannot be drawn, the Markdown copy below shows the answer."""
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
-        if self.answer_text:
-            data["text/plain"] = self.answer_text
+        data["text/plain"] = ""
         return bundle
