@@ -21,6 +21,8 @@ def run_notebook(path: Path, out_dir: Path) -> Path:
     import nbformat
     from nbclient import NotebookClient
 
+    from .render import FALLBACK_MARKER
+
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -31,7 +33,7 @@ def run_notebook(path: Path, out_dir: Path) -> Path:
             for output in cell.get("outputs", []):
                 text = output.get("data", {}).get("text/markdown")
                 if text:
-                    print(f"\n--- {cell.source.splitlines()[0]}\n{text}")
+                    print(f"\n--- {cell.source.splitlines()[0]}\n{text.replace(FALLBACK_MARKER, '')}")
     return target
 
 

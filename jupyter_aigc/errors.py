@@ -12,6 +12,3 @@ class AigcError(Exception):
     def __str__(self) -> str:
         return f"{self.message} {self.fix}".strip()
 
-
-class GenerationInterrupted(Exception):
-    """Raised when the user stops a generation; partial output is kept by the caller."""

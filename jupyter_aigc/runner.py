@@ -38,7 +38,7 @@ class TextRunner:
         for variant in variants:
             offsets.append(len(titles))
             n = variant.request.n
-            titles += [variant.title + (f" #{i + 1}" if n > 1 else "") for i in range(n)]
+            titles += [" ".join(filter(None, [variant.title, f"#{i + 1}" if n > 1 else ""])) for i in range(n)]
         responses = [self._blank(v, i) for v in variants for i in range(v.request.n)]
         renderer.start(titles)
         events: queue.Queue = queue.Queue()

@@ -89,10 +89,11 @@ class Response:
 
 
 class TextBackend(Protocol):
-    """A backend only generates: it turns a Request into Chunks and stops when ``cancel`` is set."""
+    """A backend only generates: it turns a Request into Chunks and stops when ``cancel`` is set.
+
+    ``index`` -1 on a chunk means usage for the whole request; ``spec`` is a models.ModelSpec.
+    """
 
     name: str
 
-    def stream(self, request: Request, cancel: threading.Event) -> Iterator[Chunk]: ...
-
-    def display_name(self, request: Request) -> str: ...
+    def stream(self, request: Request, spec, cancel: threading.Event, **options) -> Iterator[Chunk]: ...
