@@ -12,7 +12,7 @@ from .keys import redact
 
 
 def sampling_options(func):
-    """The options %%gpt shares with the Python API: model, server and sampling."""
+    """The model, server and sampling options of %%gpt, declared in one place."""
     options = [
         argument("-m", "--model", help="Model: local folder, .gguf file, Hub id, 'openai:MODEL' or alias."),
         argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1."),

@@ -75,7 +75,7 @@ class TextRunner:
                 if item is not _DONE:
                     self._apply(variants[k], offsets[k], item, responses, renderer, start)
             for response in responses:
-                if response.finish_reason not in ("error",):
+                if response.finish_reason != "error":
                     response.finish_reason = "stopped"
         elapsed = time.perf_counter() - start
         for index, response in enumerate(responses):
