@@ -32,6 +32,8 @@ def load_ipython_extension(ipython) -> None:
     ipython.configurables.append(session.config)
     magics = AigcMagics(ipython, session)
     ipython.register_magics(magics)
+    if type(ipython).__name__ == "ZMQInteractiveShell":
+        session.status.start()
     if _kernel_serves_comms_while_awaiting(ipython):
         ipython._jupyter_aigc_gpt_async = magics.gpt_async
         ipython.input_transformers_post.append(_AwaitGpt())
@@ -47,8 +49,10 @@ def unload_ipython_extension(ipython) -> None:
     manager.registry.pop("AigcMagics", None)
     ipython.input_transformers_post[:] = [t for t in ipython.input_transformers_post
                                           if type(t).__name__ != "_AwaitGpt"]
-    if session is not None and session.config in ipython.configurables:
-        ipython.configurables.remove(session.config)
+    if session is not None:
+        session.status.stop()
+        if session.config in ipython.configurables:
+            ipython.configurables.remove(session.config)
 
 
 def _kernel_serves_comms_while_awaiting(ipython) -> bool:
@@ -87,3 +91,8 @@ def get_session():
 def attention_view(text: str, model: str | None = None, layers: str | None = None, heads: str | None = None):
     """An AttentionView of ``text`` (e.g. ``attention_view("The cat sat", layers="0-3")``); needs %load_ext."""
     return get_session().attention_view(text, model, layers, heads)
+
+
+def _jupyter_labextension_paths() -> list[dict]:
+    """Where the built JupyterLab extension lives (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "jupyter-aigc"}]

@@ -115,6 +115,7 @@ def run_image(session, args, cell: str) -> None:
     cancel = threading.Event()
     images: list = []
     status = "done"
+    session.generating = True
     try:
         if spec.backend == "openai":
             images = session.openai_images.generate(request, spec, cancel)
@@ -124,6 +125,7 @@ def run_image(session, args, cell: str) -> None:
         cancel.set()
         status = "stopped"
     finally:
+        session.generating = False
         progress.finish(images, status)
     if args.output:
         session.shell.user_ns[args.output] = images

@@ -20,6 +20,7 @@ from .models import resolve
 from .prompts import ChatSession, interpolate
 from .render import MarkdownRenderer, Renderer, TerminalRenderer, WidgetRenderer
 from .runner import TextRunner, Variant
+from .status import StatusPublisher
 
 MAX_COLUMNS = 12
 
@@ -59,7 +60,18 @@ class AigcSession:
         self.runner = TextRunner({"local": self.local, "openai": self.openai})
         self.local_images = LocalImageBackend(self.cache, self.config.device, self.config.dtype)
         self.openai_images = OpenAIImagesBackend(self.openai)
-        self.generating = False
+        self._generating = False
+        self.status = StatusPublisher(self)
+
+    @property
+    def generating(self) -> bool:
+        """True while a text or image generation runs; the JupyterLab status item shows it."""
+        return self._generating
+
+    @generating.setter
+    def generating(self, value: bool) -> None:
+        self._generating = value
+        self.status.publish()
 
     def image(self, args, cell: str) -> None:
         from .images import run_image
@@ -217,8 +229,11 @@ class AigcSession:
                 from jupyter_ui_poll import ui_events
 
                 with ui_events() as poll:
-                    return self.runner.run(variants, renderer, cancel, key_env, poll=lambda: poll(5))
-            return self.runner.run(variants, renderer, cancel, key_env)
+                    responses = self.runner.run(variants, renderer, cancel, key_env, poll=lambda: poll(5))
+            else:
+                responses = self.runner.run(variants, renderer, cancel, key_env)
+            self.status.record(responses)
+            return responses
         finally:
             self.generating = False
 
