@@ -48,6 +48,12 @@ def tiny_sd(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_dir(tmp_path, monkeypatch):
+    """The terminal shell saves images to ./aigc-images: keep them out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
 def run_image(ip, line, body="a lighthouse at dusk"):
     ip.run_cell_magic("aigc_image", line, body)
 
