@@ -4,6 +4,7 @@ No pretrained image model can be fetched here, so this uses the tiny random pipe
 examples/04_images.ipynb, at 256×256 and 20 steps: the figure is the overhead of the magic (progress
 callbacks, previews, gallery), which a bigger model would only make smaller in relative terms."""
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ def main() -> None:
 
     folder = Path(tempfile.mkdtemp()) / "tiny-sd"
     build_pipeline(folder)
+    os.chdir(folder.parent)  # the terminal shell saves each image to ./aigc-images
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "jupyter_aigc")
     session = shell._jupyter_aigc_session
