@@ -1,6 +1,7 @@
 """Every notebook in examples/ runs headless in a real kernel; the saved result stays readable."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -16,10 +17,11 @@ OUT = Path(os.environ.get("AIGC_TEST_OUT", ROOT / "test-output")) / "examples"
 
 
 def execute(path: Path):
+    """Run ``path`` in a fresh temporary folder, so the files it writes stay out of the repository."""
     notebook = nbformat.read(path, as_version=4)
     assert notebook.metadata.kernelspec.name == "python3"
     NotebookClient(notebook, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+                   resources={"metadata": {"path": tempfile.mkdtemp(prefix="aigc-example-")}}).execute()
     OUT.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, OUT / path.name)
     return notebook

@@ -110,4 +110,9 @@ def test_editor_status_bar_evict_and_commands(page, lab, lab_root):
         "%%aigc_attention\n# Answer in one word\nWhat animal is **{topic}** about?")
     attention.locator("canvas.aigc-attn-grid[data-drawn='true']").wait_for(timeout=240000)
     shot(page, "labext-commands", page.locator(".jp-NotebookPanel"))
+
+    page.click(".lm-MenuBar-itemLabel:text-is('Kernel')")
+    page.click(".lm-Menu-item[data-command='kernelmenu:restart']")
+    page.locator(".jp-Dialog-button.jp-mod-accept").click()
+    status.wait_for(state="hidden", timeout=30000)  # the restarted kernel has not loaded the extension
     assert not problems, problems
