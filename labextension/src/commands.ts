@@ -73,29 +73,37 @@ async function openAttention(panel: NotebookPanel): Promise<void> {
 }
 
 export function addCommands(app: JupyterFrontEnd, tracker: INotebookTracker): void {
-  const current = () => tracker.currentWidget;
-  const enabled = () => current() !== null && current() === app.shell.currentWidget;
-  const toolbarLabel = (label: string) => (args: { toolbar?: boolean }) => (args.toolbar ? '' : label);
-
-  app.commands.addCommand(CommandIDs.insertGpt, {
-    label: toolbarLabel('Insert %%gpt cell'),
-    caption: 'Insert a %%gpt prompt cell below (G P)',
-    icon: gptIcon,
-    isEnabled: enabled,
-    execute: () => insertCell(current()!.content, '%%gpt\n')
-  });
-  app.commands.addCommand(CommandIDs.insertImage, {
-    label: toolbarLabel('Insert %%aigc_image cell'),
-    caption: 'Insert a %%aigc_image prompt cell below (G I)',
-    icon: imageIcon,
-    isEnabled: enabled,
-    execute: () => insertCell(current()!.content, '%%aigc_image\n')
-  });
-  app.commands.addCommand(CommandIDs.openAttention, {
-    label: toolbarLabel("Open attention view for this cell's prompt"),
-    caption: "Show the attention maps of the active %%gpt cell's prompt in a new cell below (G A)",
-    icon: attentionIcon,
-    isEnabled: enabled,
-    execute: () => openAttention(current()!)
-  });
+  const current = () => tracker.currentWidget!;
+  const commands = [
+    {
+      id: CommandIDs.insertGpt,
+      label: 'Insert %%gpt cell',
+      caption: 'Insert a %%gpt prompt cell below (G P)',
+      icon: gptIcon,
+      execute: () => insertCell(current().content, '%%gpt\n')
+    },
+    {
+      id: CommandIDs.insertImage,
+      label: 'Insert %%aigc_image cell',
+      caption: 'Insert a %%aigc_image prompt cell below (G I)',
+      icon: imageIcon,
+      execute: () => insertCell(current().content, '%%aigc_image\n')
+    },
+    {
+      id: CommandIDs.openAttention,
+      label: "Open attention view for this cell's prompt",
+      caption: "Show the attention maps of the active %%gpt cell's prompt in a new cell below (G A)",
+      icon: attentionIcon,
+      execute: () => openAttention(current())
+    }
+  ];
+  for (const { id, label, caption, icon, execute } of commands) {
+    app.commands.addCommand(id, {
+      label: (args: { toolbar?: boolean }) => (args.toolbar ? '' : label),
+      caption,
+      icon,
+      isEnabled: () => tracker.currentWidget !== null && tracker.currentWidget === app.shell.currentWidget,
+      execute
+    });
+  }
 }
