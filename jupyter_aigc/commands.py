@@ -20,7 +20,8 @@ HELP = """jupyter-aigc magics:
   %aigc alias NAME TARGET [--base-url URL] | --list | --delete NAME
   %aigc models [--base-url URL]   models a server offers, next to the local cache
   %aigc key openai           set an API key for this kernel (asked without echo, never saved)
-  %aigc history [N]          the last N requests (default 10)
+  %aigc history [N] [--grep TEXT] [--kernel] | --clear
+                             the last N answers of every kernel (default 10), kept in SQLite
   %aigc help                 this list"""
 
 
@@ -153,15 +154,30 @@ def cmd_key(session, rest) -> None:
 
 
 def cmd_history(session, rest) -> None:
-    count = int(rest[0]) if rest and rest[0].isdigit() else 10
+    parser = _Parser(prog="history", add_help=False)
+    parser.add_argument("count", nargs="?", type=int, default=10)
+    parser.add_argument("--grep", default="")
+    parser.add_argument("--kernel", action="store_true")
+    parser.add_argument("--clear", action="store_true")
+    args = parser.parse_args(rest)
+    store = session.history
+    if args.clear:
+        print(f"Deleted {store.clear()} history entries from {store.path}.")
+        return
+    entries = store.recent(args.count, args.grep, this_kernel=args.kernel)
+    today = time.strftime("%Y-%m-%d")
     rows = []
-    for entry in session.history[-count:]:
+    for entry in entries:
         usage = entry.get("usage") or {}
         prompt = entry["prompt"].replace("\n", " ")
-        rows.append([time.strftime("%H:%M:%S", time.localtime(entry["time"])), entry["model"], entry["backend"],
-                     prompt[:60] + ("…" if len(prompt) > 60 else ""), usage.get("completion_tokens", ""),
-                     entry["finish_reason"]])
-    _console().print(_table("History", ["time", "model", "backend", "prompt", "tokens", "end"], rows))
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"])).removeprefix(today + " ")
+        rows.append([stamp, entry["model"], entry["backend"], prompt[:60] + ("…" if len(prompt) > 60 else ""),
+                     usage.get("completion_tokens", ""), entry["finish_reason"]])
+    where = str(store.path) if store.persistent else "this kernel only (the history file could not be opened)"
+    if not rows:
+        print(f"No answers in the history{' matching ' + repr(args.grep) if args.grep else ''} ({where}).")
+        return
+    _console().print(_table(f"History ({where})", ["time", "model", "backend", "prompt", "tokens", "end"], rows))
 
 
 COMMANDS = {

@@ -21,6 +21,7 @@ from .prompts import ChatSession, interpolate
 from .render import MarkdownRenderer, Renderer, TerminalRenderer, WidgetRenderer
 from .runner import TextRunner, Variant
 from .status import StatusPublisher
+from .store import HistoryStore
 
 MAX_COLUMNS = 12
 
@@ -52,7 +53,7 @@ class AigcSession:
         self.config.observe(lambda change: setattr(self.cache, "budget_bytes", int(change.new * 2**30)),
                             "cache_budget_gb")
         self.chat = ChatSession()
-        self.history: list[dict] = []
+        self.history = HistoryStore()
         self.aliases: dict = {}
         self.local = LocalTextBackend(self.cache, self.config.device, self.config.dtype)
         self.openai = OpenAIBackend(self.config.base_url, self.config.timeout, self.config.max_retries)

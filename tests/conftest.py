@@ -85,6 +85,7 @@ def tiny_model_b(tmp_path_factory) -> Path:
 def isolated_cache(tmp_path_factory):
     """Converted models go to a shared cache dir so the default model converts once per machine."""
     os.environ.setdefault("JUPYTER_AIGC_CACHE", str(Path.home() / ".cache" / "jupyter_aigc"))
+    os.environ["JUPYTER_AIGC_HISTORY"] = str(tmp_path_factory.mktemp("history") / "history.sqlite")
     os.environ.pop("OPENAI_API_KEY", None)
     os.environ.pop("OPENAI_BASE_URL", None)
     yield

@@ -1,0 +1,101 @@
+"""HistoryStore: every answer with its provenance, in SQLite, so history outlives the kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import cache_dir
+from .keys import redact
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    kernel TEXT NOT NULL,
+    model TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    entry TEXT NOT NULL
+)
+"""
+
+
+def history_path() -> Path:
+    """$JUPYTER_AIGC_HISTORY, else history.sqlite in the cache folder."""
+    explicit = os.environ.get("JUPYTER_AIGC_HISTORY")
+    return Path(explicit).expanduser() if explicit else cache_dir() / "history.sqlite"
+
+
+class HistoryStore(Sequence):
+    """The history file; as a sequence, this kernel's entries (``store[-1]`` is its newest answer).
+
+    Entries are the provenance dicts of ``Response.metadata()`` plus ``time`` and ``prompt``; keys are
+    masked before anything is written. If the file cannot be opened (a read-only home, say), history is
+    kept in memory for this kernel and ``persistent`` is False.
+    """
+
+    def __init__(self, path: Path | None = None):
+        self.path = path or history_path()
+        self.kernel = f"{os.getpid()}-{time.time():.0f}"
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self.persistent = True
+        except (OSError, sqlite3.Error):
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+            self.persistent = False
+        with self._db:
+            self._db.execute(_SCHEMA)
+
+    def append(self, entry: dict) -> None:
+        entry = json.loads(redact(json.dumps(entry, default=str)))
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO history (time, kernel, model, backend, prompt, entry) VALUES (?, ?, ?, ?, ?, ?)",
+                (entry.get("time", time.time()), self.kernel, entry.get("model", ""), entry.get("backend", ""),
+                 entry.get("prompt", ""), json.dumps(entry)),
+            )
+
+    def recent(self, count: int, contains: str = "", this_kernel: bool = False) -> list[dict]:
+        """The newest ``count`` entries of every kernel, oldest first; ``contains`` filters on prompt or answer."""
+        where, params = ["1=1"], []
+        if contains:
+            where.append("(prompt LIKE ? OR json_extract(entry, '$.text') LIKE ?)")
+            params += [f"%{contains}%"] * 2
+        if this_kernel:
+            where.append("kernel = ?")
+            params.append(self.kernel)
+        with self._lock:
+            rows = self._db.execute(f"SELECT entry FROM history WHERE {' AND '.join(where)} "
+                                    "ORDER BY id DESC LIMIT ?", (*params, count)).fetchall()
+        return [json.loads(row[0]) for row in reversed(rows)]
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        with self._lock, self._db:
+            return self._db.execute("DELETE FROM history").rowcount
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM history WHERE kernel = ?", (self.kernel,)).fetchone()[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        size = len(self)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError("history index out of range")
+        with self._lock:
+            row = self._db.execute("SELECT entry FROM history WHERE kernel = ? ORDER BY id LIMIT 1 OFFSET ?",
+                                   (self.kernel, index)).fetchone()
+        return json.loads(row[0])
