@@ -21,7 +21,7 @@ HELP = """jupyter-aigc magics:
   %aigc models [--base-url URL]   models a server offers, next to the local cache
   %aigc key openai           set an API key for this kernel (asked without echo, never saved)
   %aigc history [N] [--grep TEXT] [--kernel] | --clear
-                             the last N answers of every kernel (default 10), kept in SQLite
+                             the last N answers and image cells of every kernel (default 10), in SQLite
   %aigc help                 this list"""
 
 
@@ -171,13 +171,15 @@ def cmd_history(session, rest) -> None:
         usage = entry.get("usage") or {}
         prompt = entry["prompt"].replace("\n", " ")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"])).removeprefix(today + " ")
+        made = (f"{len(entry.get('seeds') or [])} image(s)" if entry.get("kind") == "image"
+                else usage.get("completion_tokens", ""))
         rows.append([stamp, entry["model"], entry["backend"], prompt[:60] + ("…" if len(prompt) > 60 else ""),
-                     usage.get("completion_tokens", ""), entry["finish_reason"]])
+                     made, entry["finish_reason"]])
     where = str(store.path) if store.persistent else "this kernel only (the history file could not be opened)"
     if not rows:
         print(f"No answers in the history{' matching ' + repr(args.grep) if args.grep else ''} ({where}).")
         return
-    _console().print(_table(f"History ({where})", ["time", "model", "backend", "prompt", "tokens", "end"], rows))
+    _console().print(_table(f"History ({where})", ["time", "model", "backend", "prompt", "made", "end"], rows))
 
 
 COMMANDS = {

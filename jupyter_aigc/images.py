@@ -83,6 +83,16 @@ class ImageProgress:
             self.gallery.items = [dict(item) for item in self.items]
 
 
+def _record(session, request: ImageRequest, spec, images: list, status: str, started: float, paths: list) -> None:
+    """An image cell in %aigc history: prompt, model, settings, the seed of each image, files saved."""
+    params = {"size": f"{request.width}x{request.height}", "steps": request.steps, "guidance": request.guidance,
+              "seed": request.seed, "n": request.n, "negative": request.negative}
+    session.history.append({"time": started, "kind": "image", "prompt": request.prompt, "model": spec.name,
+                            "backend": spec.backend, "params": params, "finish_reason": status,
+                            "elapsed": time.time() - started, "seeds": [im.info.get("seed") for im in images],
+                            "paths": [str(p) for p in paths]})
+
+
 def run_image(session, args, cell: str) -> None:
     """One %%aigc_image cell: the images appear in a gallery (Jupyter) or as saved files (terminal)."""
     from IPython.display import display
@@ -115,6 +125,7 @@ def run_image(session, args, cell: str) -> None:
     cancel = threading.Event()
     images: list = []
     status = "done"
+    started = time.time()
     session.generating = True
     try:
         if spec.backend == "openai":
@@ -130,6 +141,7 @@ def run_image(session, args, cell: str) -> None:
     if args.output:
         session.shell.user_ns[args.output] = images
     paths = save_images(images, args.save, request, spec.name) if args.save else []
+    _record(session, request, spec, images, status, started, paths)
     if not jupyter:
         if not paths and images:
             paths = save_images(images, Path.cwd() / "aigc-images", request, spec.name)

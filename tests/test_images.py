@@ -74,6 +74,11 @@ def test_count_size_seed_and_cache(shell, tiny_sd, tmp_path, capsys):
     (entry,) = [s for s in shell._jupyter_aigc_session.cache.stats() if s["name"] == "tiny-sd"]
     assert entry["hits"] >= 1, "the second cell hit the cache"
     assert "saved" in capsys.readouterr().out
+    entry = shell._jupyter_aigc_session.history[-1]
+    assert entry["kind"] == "image" and entry["prompt"] == "a lighthouse at dusk" and entry["model"] == "tiny-sd"
+    assert entry["seeds"] == [5] and entry["params"]["size"] == "32x48" and entry["finish_reason"] == "done"
+    shell.run_line_magic("aigc", "history 5")
+    assert "1 image(s)" in capsys.readouterr().out
 
 
 def test_progress_fires_once_per_step(shell, tiny_sd):
