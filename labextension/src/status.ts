@@ -176,7 +176,15 @@ export class CacheStatusItem extends Widget {
     this.addClass('jp-aigc-StatusItem');
     this._label.className = 'jp-aigc-StatusItem-label';
     this.node.appendChild(this._label);
+    this.node.setAttribute('role', 'button');
+    this.node.tabIndex = 0;
     this.node.addEventListener('click', () => this._openPanel());
+    this.node.addEventListener('keydown', event => {
+      if (event.key === 'Enter' || event.key === ' ') {
+        event.preventDefault();
+        this._openPanel();
+      }
+    });
     this.statuses.changed.connect(this.refresh, this);
     this.refresh();
   }
