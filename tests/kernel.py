@@ -11,8 +11,8 @@ from jupyter_client.manager import start_new_kernel
 class Kernel:
     """Starts a python3 kernel; ``run`` executes code and returns stdout, stderr and display outputs."""
 
-    def __init__(self, cwd: str | None = None):
-        self.km, self.kc = start_new_kernel(kernel_name="python3", cwd=cwd)
+    def __init__(self, cwd: str | None = None, kernel_name: str = "python3"):
+        self.km, self.kc = start_new_kernel(kernel_name=kernel_name, cwd=cwd)
 
     def run(self, code: str, timeout: float = 600) -> dict:
         result = {"stdout": "", "stderr": "", "outputs": [], "error": None}
