@@ -21,8 +21,6 @@ def run_notebook(path: Path, out_dir: Path) -> Path:
     import nbformat
     from nbclient import NotebookClient
 
-    from .render import FALLBACK_MARKER
-
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -31,9 +29,8 @@ def run_notebook(path: Path, out_dir: Path) -> Path:
     for cell in notebook.cells:
         if cell.cell_type == "code" and cell.source.startswith("%%gpt"):
             for output in cell.get("outputs", []):
-                text = output.get("data", {}).get("text/markdown")
-                if text:
-                    print(f"\n--- {cell.source.splitlines()[0]}\n{text.replace(FALLBACK_MARKER, '')}")
+                if "jupyter_aigc" in output.get("metadata", {}):
+                    print(f"\n--- {cell.source.splitlines()[0]}\n{output['data']['text/plain']}")
     return target
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import nh3
 
 ALLOWED_TAGS = {
     "p", "br", "hr", "em", "strong", "del", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "a", "span", "div",
+    "h1", "h2", "h3", "h4", "h5", "h6", "sub", "table", "thead", "tbody", "tr", "th", "td", "a", "span", "div",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "span": {"class"}, "div": {"class"}, "code": {"class"},
                       "pre": {"class"}, "th": {"align"}, "td": {"align"}, "ol": {"start"}}
@@ -43,6 +44,14 @@ def sanitize(html: str) -> str:
 def to_html(text: str) -> str:
     """Render Markdown ``text`` as sanitised HTML."""
     return sanitize(_renderer().render(text))
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` without control characters (escape sequences could move the cursor or retitle the terminal)."""
+    return _CONTROL.sub("", text)
 
 
 def highlight_css() -> str:

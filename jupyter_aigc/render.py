@@ -12,9 +12,9 @@ from importlib import resources
 from .backends.base import Response, TokenInfo
 
 MIN_UPDATE_INTERVAL = 0.05  # at most 20 display updates a second
-# The static Markdown copy of an answer carries this marker; the live widget's CSS hides such outputs,
-# so the answer shows once while the kernel runs, and the copy shows in saved notebooks and nbconvert.
-FALLBACK_MARKER = '\n\n<div class="aigc-fallback"></div>'
+# The static copy of an answer carries this marker; the live widget's CSS hides such outputs, so the
+# answer shows once while the kernel runs, and the copy shows in saved notebooks and nbconvert.
+FALLBACK_MARKER = '<div class="aigc-fallback"></div>'
 
 
 @dataclass
@@ -68,14 +68,36 @@ def footer(response: Response) -> str:
     return " · ".join(parts)
 
 
-def final_markdown(columns: list[Column]) -> str:
-    """The answer(s) as Markdown, for saved notebooks, nbconvert and plain frontends."""
+def final_text(columns: list[Column]) -> str:
+    """The answer(s) as plain text, for text/plain outputs and terminals."""
     blocks = []
     for column in columns:
-        head = f"**{column.title}**\n\n" if len(columns) > 1 and column.title else ""
-        tail = f"\n\n*{column.error}*" if column.error else ""
-        blocks.append(f"{head}{column.text}{tail}\n\n<sub>{column.footer}</sub>")
+        head = f"{column.title}\n\n" if len(columns) > 1 and column.title else ""
+        tail = f"\n\n{column.error}" if column.error else ""
+        blocks.append(f"{head}{column.text}{tail}\n\n{column.footer}".strip())
     return "\n\n---\n\n".join(blocks)
+
+
+def final_html(columns: list[Column], cursor: bool = False) -> str:
+    """The answer(s) as sanitised HTML: model text through ``to_html``, titles, errors and footers escaped."""
+    from html import escape
+
+    from .markdown import sanitize, to_html
+
+    blocks = []
+    for column in columns:
+        head = f"<p><strong>{escape(column.title)}</strong></p>" if len(columns) > 1 and column.title else ""
+        body = to_html(column.text + (" ▍" if cursor else ""))
+        tail = f"<p><em>{escape(column.error)}</em></p>" if column.error else ""
+        foot = f"<p><sub>{escape(column.footer)}</sub></p>" if column.footer else ""
+        blocks.append(head + body + tail + foot)
+    return sanitize("<hr>".join(blocks))
+
+
+def answer_bundle(columns: list[Column], cursor: bool = False, marker: bool = False) -> dict:
+    """A display bundle that is inert in every frontend and in exported HTML: sanitised HTML and plain text."""
+    html = final_html(columns, cursor) + (FALLBACK_MARKER if marker else "")
+    return {"text/html": html, "text/plain": final_text(columns)}
 
 
 class Renderer(ABC):
@@ -123,21 +145,21 @@ class Renderer(ABC):
 
 
 class MarkdownRenderer(Renderer):
-    """One IPython display updated in place (text while streaming, Markdown at the end)."""
+    """One IPython display updated in place: the Markdown answer as sanitised HTML, plain text beside it."""
 
     def __init__(self):
         super().__init__()
         self.handle = None
 
     def _draw(self, final: bool) -> None:
-        from IPython.display import Markdown, display
+        from IPython.display import display
 
-        text = final_markdown(self.columns)
-        shown = Markdown(text) if final else Markdown(text + " ▍")
+        bundle = answer_bundle(self.columns, cursor=not final)
+        metadata = {"jupyter_aigc": self.metadata} if final else {}
         if self.handle is None:
-            self.handle = display(shown, display_id=True)
+            self.handle = display(bundle, raw=True, metadata=metadata, display_id=True)
         else:
-            self.handle.update(shown, metadata={"jupyter_aigc": self.metadata} if final else {})
+            self.handle.update(bundle, raw=True, metadata=metadata)
 
 
 class TerminalRenderer(Renderer):
@@ -151,25 +173,26 @@ class TerminalRenderer(Renderer):
         self.live = None
 
     def _renderable(self):
+        from rich.console import Group
         from rich.markdown import Markdown
         from rich.table import Table
         from rich.text import Text
 
+        from .markdown import terminal_safe as safe
+
         if len(self.columns) == 1:
             column = self.columns[0]
-            from rich.console import Group
-
-            parts = [Markdown(column.text)] if column.text or not column.error else []
+            parts = [Markdown(safe(column.text))] if column.text or not column.error else []
             if column.error:
-                parts.append(Text(column.error, style="bold red"))
-            if column.footer and column.text:
-                parts.append(Text(column.footer, style="dim"))
+                parts.append(Text(safe(column.error), style="bold red"))
+            if column.footer:
+                parts.append(Text(safe(column.footer), style="dim"))
             return Group(*parts)
         table = Table(show_lines=True, expand=True)
         for column in self.columns:
-            table.add_column(column.title)
-        table.add_row(*[Markdown(c.text or "…") for c in self.columns])
-        table.add_row(*[Text((c.error + " " if c.error else "") + c.footer, style="dim") for c in self.columns])
+            table.add_column(safe(column.title))
+        table.add_row(*[Markdown(safe(c.text) or "…") for c in self.columns])
+        table.add_row(*[Text(safe((c.error + " " if c.error else "") + c.footer), style="dim") for c in self.columns])
         return table
 
     def _draw(self, final: bool) -> None:
@@ -207,16 +230,16 @@ class WidgetRenderer(Renderer):
         }
 
     def _draw(self, final: bool) -> None:
-        from IPython.display import Markdown, display
+        from IPython.display import display
 
         self.view.running = not final
         self.view.columns = [self._payload(c) for c in self.columns]
         if self.handle is None:
             self.handle = display(self.view, display_id=True)
         if final:
-            fallback = Markdown(final_markdown(self.columns) + FALLBACK_MARKER)
+            fallback = answer_bundle(self.columns, marker=True)
             metadata = {"jupyter_aigc": self.metadata}
             if self.fallback is None:
-                self.fallback = display(fallback, metadata=metadata, display_id=True)
+                self.fallback = display(fallback, raw=True, metadata=metadata, display_id=True)
             else:
-                self.fallback.update(fallback, metadata=metadata)
+                self.fallback.update(fallback, raw=True, metadata=metadata)

@@ -21,8 +21,8 @@ def test_paris_at_temperature_zero(kernel):
     out = kernel.run("%%gpt --temperature 0 --max-tokens 32 -o answer\nWhat is the capital of France?")
     assert out["status"] == "ok" and not out["stderr"]
     assert "Paris" in kernel.value("answer")
-    markdown = [o["data"].get("text/markdown", "") for o in out["outputs"]]
-    assert any("Paris" in m and "SmolLM2-135M-Instruct" in m for m in markdown), "final Markdown fallback"
+    copies = [o["data"].get("text/html", "") for o in out["outputs"]]
+    assert any("Paris" in m and "SmolLM2-135M-Instruct" in m for m in copies), "final sanitised HTML copy"
     assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in out["outputs"])
 
 
