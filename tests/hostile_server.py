@@ -312,3 +312,23 @@ def hostile_server():
     """Fixture body: `yield from hostile_server()` gives a started server and stops it afterwards."""
     with HostileServer() as server:
         yield server
+
+
+def dangerous_markup(html: str) -> list[str]:
+    """Live tags, event handlers and script URLs in ``html`` (escaped text does not count)."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Finder(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag in ("script", "img", "iframe", "svg", "style", "object", "embed", "link", "meta", "form"):
+                found.append(f"<{tag}>")
+            for name, value in attrs:
+                if name.startswith("on") or name == "style":
+                    found.append(f"{tag} {name}=")
+                if name in ("href", "src", "action") and (value or "").strip().lower().startswith(("javascript:", "data:")):
+                    found.append(f"{tag} {name}={value}")
+
+    Finder().feed(html)
+    return found
