@@ -110,47 +110,53 @@ def shell():
     ip.config.pop("AigcConfig", None)
 
 
-def run_gpt(ip, line: str, body: str) -> None:
-    ip.run_cell_magic("gpt", line, body)
+def run_cell(ip, magic: str, line: str, body: str):
+    """Run a cell magic as a cell (errors go through IPython's display, as in a notebook); the ExecutionResult."""
+    return ip.run_cell(f"%%{magic} {line}\n{body}")
+
+
+def run_gpt(ip, line: str, body: str):
+    return run_cell(ip, "gpt", line, body)
 
 
 @pytest.fixture(scope="session")
 def default_gguf() -> Path:
-    from jupyter_aigc.models import default_gguf
+    from jupyter_aigc.core.models import default_gguf
 
     return default_gguf()
 
 
 @pytest.fixture(scope="session")
 def llama_server(default_gguf):
-    """llama-cpp-python's OpenAI-compatible server on a free 127.0.0.1 port, serving the SmolLM2 GGUF."""
-    yield from start_llama_server(default_gguf)
+    """llama.cpp's OpenAI-compatible server (through xllamacpp) on a free 127.0.0.1 port, serving the
+    F16 copy of the default model that the in-kernel engine serves too."""
+    from jupyter_aigc.core.convert import f16_gguf
+
+    yield from start_llama_server(f16_gguf(default_gguf))
 
 
-def start_llama_server(gguf: Path, extra: tuple = ()):
+def start_llama_server(gguf: Path, key: str | None = None):
     import httpx
 
     port = free_port()
     log = open(Path(os.environ.get("AIGC_TEST_OUT", "/tmp")) / f"llama-server-{port}.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", *extra],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "llama_server.py"), str(gguf), str(port),
+                             *([key] if key else [])], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
-    headers = {"Authorization": f"Bearer {extra[extra.index('--api_key') + 1]}"} if "--api_key" in extra else {}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited: see {log.name}")
+            raise RuntimeError(f"the llama.cpp server exited: see {log.name}")
         try:
             if httpx.get(f"{url}/models", headers=headers, timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.3)
     else:
         proc.kill()
-        raise RuntimeError("llama_cpp.server did not start within 120 s")
+        raise RuntimeError("the llama.cpp server did not start within 120 s")
     try:
         yield url, proc
     finally:

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from jupyter_aigc.attention import (downsample, eager_attention, extract, head_matrix, parse_range, quantize,
+from jupyter_aigc.tasks.attention import (downsample, eager_attention, extract, head_matrix, parse_range, quantize,
                                     rollout, thumbnails)
-from jupyter_aigc.errors import AigcError
+from jupyter_aigc.core.errors import AigcError
+
+from conftest import run_cell
 
 
 def load(folder):
@@ -82,19 +84,21 @@ def test_encoder_models_are_bidirectional(tmp_path):
 
 @pytest.mark.slow
 def test_default_model_maps_are_causal_distributions(shell):
+    import jupyter_aigc
     from jupyter_aigc import get_session
 
-    view = get_session().attention_view("The quick brown fox jumps over the lazy dog. " * 3)
+    view = jupyter_aigc.attention_view("The quick brown fox jumps over the lazy dog. " * 3)
     weights = view.arrays()
     n = len(view.tokens)
     assert weights.shape == (30, 9, n, n)
     np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-3)
     assert np.abs(weights[..., np.triu_indices(n, 1)[0], np.triu_indices(n, 1)[1]]).max() == 0
     stats = get_session().cache.stats()
-    assert len(stats) == 1 and stats[0]["name"] == "SmolLM2-135M-Instruct", "no second copy of the model"
-    model, _ = get_session().local.load(__import__("jupyter_aigc.models", fromlist=["resolve"]).resolve(
-        "SmolLM2-135M-Instruct", {}))
-    assert model.config._attn_implementation == "sdpa", "generation keeps its attention implementation"
+    assert [(s["name"], s["engine"]) for s in stats] == [("SmolLM2-135M-Instruct", "transformers")], \
+        "the transformers copy of the default weights, and no second one"
+    session = get_session()
+    with session.engines["transformers"].use(session.resolve(None, engine="transformers")) as (model, _):
+        assert model.config._attn_implementation == "sdpa", "generation keeps its attention implementation"
 
 
 def test_packing_is_small_and_8_bit():
@@ -139,19 +143,19 @@ def test_range_parsing_and_errors():
 
 
 def test_magic_and_errors(shell, tiny_model, capsys):
-    shell.run_cell_magic("aigc_attention", f"-m {tiny_model} --layers 1 --heads 0-1 -o view", "hello world")
+    run_cell(shell, "aigc_attention", f"-m {tiny_model} --layers 1 --heads 0-1 -o view", "hello world")
     view = shell.user_ns["view"]
     assert view.arrays().shape[:2] == (1, 2) and view.layers == [1] and view.heads == [0, 1]
-    shell.run_cell_magic("aigc_attention", f"-m {tiny_model} --layers 7", "hello")
+    run_cell(shell, "aigc_attention", f"-m {tiny_model} --layers 7", "hello")
     assert "--layers 7 is out of range" in capsys.readouterr().err
-    shell.run_cell_magic("aigc_attention", "-m openai:gpt-4o", "hello")
-    assert "returns no attention weights" in capsys.readouterr().err
-    shell.run_cell_magic("aigc_attention", f"-m {tiny_model}", "   ")
+    run_cell(shell, "aigc_attention", "-m openai:gpt-4o", "hello")
+    assert "gives no attention weights" in capsys.readouterr().err
+    run_cell(shell, "aigc_attention", f"-m {tiny_model}", "   ")
     assert "There is no text" in capsys.readouterr().err
 
 
 def test_head_requests_over_the_widget_channel(shell, tiny_model):
-    shell.run_cell_magic("aigc_attention", f"-m {tiny_model} -o view", "hello world")
+    run_cell(shell, "aigc_attention", f"-m {tiny_model} -o view", "hello world")
     view = shell.user_ns["view"]
     sent = []
     view.send = lambda content, buffers=None: sent.append((content, buffers))
@@ -164,6 +168,6 @@ def test_head_requests_over_the_widget_channel(shell, tiny_model):
 
 
 def test_gpt_attention_opens_the_view_of_prompt_and_answer(shell, tiny_model, capsys):
-    shell.run_cell_magic("gpt", f"-m {tiny_model} --temperature 0 --max-tokens 4 --attention -o answer --new", "hi")
+    run_cell(shell, "gpt", f"-m {tiny_model} --temperature 0 --max-tokens 4 --attention -o answer --new", "hi")
     out = capsys.readouterr()
     assert "AttentionView" in out.out and "Traceback" not in out.out + out.err

@@ -6,18 +6,23 @@ import weakref
 import pytest
 import torch
 
-from jupyter_aigc.cache import ModelCache, module_bytes, pick_device, pick_dtype
+from jupyter_aigc.core.cache import Loaded, ModelCache, module_bytes, pick_device, pick_dtype
 
 
 def linear(n: int) -> torch.nn.Module:
     return torch.nn.Linear(n, n, bias=False)  # n*n*4 bytes
 
 
+def loaded(module, **kwargs) -> Loaded:
+    """What an engine reports for a torch module: its bytes, device and dtype."""
+    return Loaded(module, module_bytes(module) if module is not None else 0, "cpu", "float32", "test", **kwargs)
+
+
 def loader_for(module, calls=None):
     def load():
         if calls is not None:
             calls.append(1)
-        return module, "cpu", "float32"
+        return loaded(module)
 
     return load
 
@@ -70,7 +75,7 @@ def test_concurrent_requests_for_one_model_load_it_once():
     def slow():
         calls.append(1)
         time.sleep(0.3)
-        return linear(8), "cpu", "float32"
+        return loaded(linear(8))
 
     results = []
     threads = [threading.Thread(target=lambda: results.append(cache.get("m", slow))) for _ in range(4)]
@@ -121,9 +126,67 @@ def test_device_and_dtype_choice_on_this_machine():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_eviction_frees_cuda_memory():
     cache = ModelCache(budget_bytes=10**12)
-    cache.get("big", lambda: (torch.nn.Linear(4096, 4096).cuda(), "cuda", "float32"))
+    cache.get("big", lambda: Loaded(torch.nn.Linear(4096, 4096).cuda(), 4096 * 4097 * 4, "cuda", "float32"))
     held = torch.cuda.memory_allocated()
     assert held >= 4096 * 4096 * 4
     cache.evict("big")
     assert torch.cuda.memory_allocated() <= held - 4096 * 4096 * 4
     assert pick_dtype("cuda") in (torch.bfloat16, torch.float16)
+
+
+def test_the_size_is_what_the_engine_reports_and_close_frees_it():
+    closed = []
+    cache = ModelCache(budget_bytes=1000)
+    cache.get("server", lambda: Loaded(object(), 800, "cpu", "F16", "llama.cpp", close=lambda: closed.append(1)))
+    assert cache.stats()[0]["bytes"] == 800 and cache.stats()[0]["engine"] == "llama.cpp"
+    cache.get("other", lambda: Loaded(object(), 500, "cpu", "F16", "llama.cpp"))
+    assert "server" not in cache and closed == [1], "over budget: the first model is closed"
+
+
+def test_a_model_in_use_is_freed_when_its_user_is_done():
+    closed = []
+    cache = ModelCache(budget_bytes=10**9)
+    load = lambda: Loaded(object(), 10, "cpu", "x", close=lambda: closed.append(1))  # noqa: E731
+    with cache.use("m", load) as value:
+        assert value is not None
+        cache.evict("m")
+        assert "m" not in cache and closed == [], "still in use: not closed under its user"
+    assert closed == [1]
+
+
+def test_exclusive_use_waits_for_shared_users_and_blocks_new_ones():
+    cache = ModelCache(budget_bytes=10**9)
+    load = lambda: Loaded(object(), 1, "cpu", "x")  # noqa: E731
+    events = []
+    release = threading.Event()
+
+    def reader():
+        with cache.use("m", load):
+            events.append("read")
+            release.wait(5)
+        events.append("read done")
+
+    def writer():
+        with cache.use("m", load, exclusive=True):
+            events.append("write")
+
+    first = threading.Thread(target=reader)
+    first.start()
+    time.sleep(0.2)
+    second = threading.Thread(target=writer)
+    second.start()
+    time.sleep(0.3)
+    assert events == ["read"], "the exclusive user waits for the reader"
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert events == ["read", "read done", "write"]
+
+
+def test_evicting_a_base_drops_its_adapters():
+    cache = ModelCache(budget_bytes=10**9)
+    cache.get("base", lambda: Loaded(object(), 100, "cpu", "x"))
+    cache.get("adapter", lambda: Loaded(object(), 1, "cpu", "x", base="base"))
+    assert cache.stats()[1]["base"] == "base"
+    cache.evict("base")
+    assert len(cache) == 0

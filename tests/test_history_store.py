@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_gpt
 from kernel import Kernel
-from jupyter_aigc.store import HistoryStore
+from jupyter_aigc.record.history import HistoryStore
 
 
 def test_history_outlives_the_kernel(tiny_model):
@@ -46,16 +46,17 @@ def test_grep_kernel_filter_and_clear(shell, tiny_model, capsys):
 
 
 def test_bad_history_arguments_give_a_short_error(shell, capsys):
-    shell.run_line_magic("aigc", "history --bogus")
+    result = shell.run_cell("%aigc history --bogus")
     err = capsys.readouterr().err
-    assert "jupyter-aigc:" in err and "Traceback" not in err
+    assert not result.success and "UsageError: %aigc history: unrecognized arguments: --bogus" in err
+    assert "Traceback" not in err
 
 
 def test_keys_are_masked_before_anything_is_written(tmp_path, monkeypatch):
     key = "sk-test-" + "x" * 40
     monkeypatch.setenv("OPENAI_API_KEY", key)
     store = HistoryStore(tmp_path / "h.sqlite")
-    store.append({"time": 1.0, "prompt": f"my key is {key}", "model": "m", "backend": "openai",
+    store.append({"time": 1.0, "prompt": f"my key is {key}", "model": "m", "engine": "openai",
                   "text": f"echo {key}", "finish_reason": "stop"})
     assert key not in (tmp_path / "h.sqlite").read_bytes().decode("latin-1")
     for table_row in sqlite3.connect(tmp_path / "h.sqlite").execute("SELECT prompt, entry FROM history"):
@@ -68,7 +69,7 @@ def test_unwritable_file_falls_back_to_memory(tmp_path):
     blocker.write_text("not a folder")
     store = HistoryStore(blocker / "history.sqlite")
     assert store.persistent is False
-    store.append({"time": 1.0, "prompt": "p", "model": "m", "backend": "local", "finish_reason": "stop"})
+    store.append({"time": 1.0, "prompt": "p", "model": "m", "engine": "transformers", "finish_reason": "stop"})
     assert store[-1]["prompt"] == "p" and len(store) == 1
     with pytest.raises(IndexError):
         store[5]

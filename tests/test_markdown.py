@@ -1,5 +1,5 @@
-from jupyter_aigc.markdown import sanitize, to_html
-from jupyter_aigc.widgets.gpt_view import prob_color
+from jupyter_aigc.views.markdown import sanitize, to_html
+from jupyter_aigc.views.widgets.gpt_view import prob_color
 
 
 def test_script_tags_are_dropped():
@@ -36,7 +36,7 @@ def test_probability_colours_run_from_red_to_green():
 def test_static_answer_copy_is_inert():
     """The copy saved in the notebook (for reopening and nbconvert) carries no markup from the model."""
     from hostile_server import XSS_PIECES, dangerous_markup
-    from jupyter_aigc.render import Column, answer_bundle
+    from jupyter_aigc.views.text import Column, answer_bundle
 
     column = Column("<b>title</b>", text="".join(XSS_PIECES), footer="<script>f()</script>",
                     error='<img src=x onerror="e()">')

@@ -1,4 +1,5 @@
-from jupyter_aigc.prompts import ChatSession, interpolate
+from jupyter_aigc.core.template import interpolate
+from jupyter_aigc.record.chat import ChatSession
 
 
 class Box:

@@ -54,7 +54,7 @@ def test_stop_message_ends_the_answer_and_keeps_it(kernel_name, endless_model, r
     kernel = Kernel(kernel_name=kernel_name)
     try:
         kernel.run("%load_ext jupyter_aigc")
-        msg_id = kernel.start(f"%%gpt -m {endless_model} --max-tokens 100000 -o answer\nTell a story.")
+        msg_id = kernel.start(f"%%gpt -m {endless_model} --max-tokens 30000 -o answer\nTell a story.")
         seen: list[dict] = []
         deadline = time.time() + 120
         comm_id = None

@@ -10,8 +10,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SETUP = """%load_ext jupyter_aigc
 import jupyter_aigc
-from jupyter_aigc.models import resolve
-_, tok = jupyter_aigc.get_session().local.load(resolve("SmolLM2-135M-Instruct", {}))
+_s = jupyter_aigc.get_session()
+with _s.engines["transformers"].use(_s.resolve(None, engine="transformers")) as (_, tok):
+    pass
 ids = tok(" ".join(["The keeper wrote down every ship, every storm and every quiet night."] * 60))["input_ids"]
 text = tok.decode(ids[:512])"""
 

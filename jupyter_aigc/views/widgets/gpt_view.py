@@ -27,6 +27,7 @@ class GptView(anywidget.AnyWidget):
 
     columns = List(Dict()).tag(sync=True)
     controls = Dict().tag(sync=True)
+    limits = List(Dict()).tag(sync=True)  # the controls' ranges, from spec.json (the options' ranges)
     running = Bool(False).tag(sync=True)
     show_controls = Bool(True).tag(sync=True)
 

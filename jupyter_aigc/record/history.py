@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import cache_dir
-from .keys import redact
+from ..core.config import cache_dir, warn_once
+from ..core.keys import redact
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS history (
@@ -26,6 +26,9 @@ CREATE TABLE IF NOT EXISTS history (
 """
 
 
+_INSERT = "INSERT INTO history (time, kernel, model, backend, prompt, entry) VALUES (?, ?, ?, ?, ?, ?)"
+
+
 def history_path() -> Path:
     """$JUPYTER_AIGC_HISTORY, else history.sqlite in the cache folder."""
     explicit = os.environ.get("JUPYTER_AIGC_HISTORY")
@@ -36,8 +39,9 @@ class HistoryStore(Sequence):
     """The history file; as a sequence, this kernel's entries (``store[-1]`` is its newest answer).
 
     Entries are the provenance dicts of ``Response.metadata()`` plus ``time`` and ``prompt``; keys are
-    masked before anything is written. If the file cannot be opened (a read-only home, say), history is
-    kept in memory for this kernel and ``persistent`` is False.
+    masked before anything is written, and the file is readable by its owner only. History never costs
+    an answer: a file that cannot be opened or written (read-only, locked, corrupt) gives one warning,
+    and history goes on in memory for this kernel (``persistent`` is then False).
     """
 
     def __init__(self, path: Path | None = None):
@@ -46,23 +50,40 @@ class HistoryStore(Sequence):
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            os.chmod(self.path, 0o600)
+            self._db = sqlite3.connect(self.path, timeout=2, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
+            with self._db:
+                self._db.execute(_SCHEMA)
             self.persistent = True
-        except (OSError, sqlite3.Error):
-            self._db = sqlite3.connect(":memory:", check_same_thread=False)
-            self.persistent = False
+        except (OSError, sqlite3.Error) as exc:
+            self._to_memory(exc)
+
+    def _to_memory(self, error: Exception) -> None:
+        warn_once(f"The history file {self.path} cannot be used ({type(error).__name__}: {error}); "
+                  "history is kept in memory for this kernel. Set JUPYTER_AIGC_HISTORY to another file.")
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
         with self._db:
             self._db.execute(_SCHEMA)
+        self.persistent = False
 
     def append(self, entry: dict) -> None:
         entry = json.loads(redact(json.dumps(entry, default=str)))
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO history (time, kernel, model, backend, prompt, entry) VALUES (?, ?, ?, ?, ?, ?)",
-                (entry.get("time", time.time()), self.kernel, entry.get("model", ""), entry.get("backend", ""),
-                 entry.get("prompt", ""), json.dumps(entry)),
-            )
+        row = (entry.get("time", time.time()), self.kernel, entry.get("model", ""), entry.get("engine", ""),
+               entry.get("prompt", ""), json.dumps(entry))
+        self._query(_INSERT, row)
+
+    def _query(self, sql: str, params: tuple = ()) -> sqlite3.Cursor:
+        """Run one statement; a failing file is swapped for memory (one warning) and the statement retried."""
+        with self._lock:
+            try:
+                with self._db:
+                    return self._db.execute(sql, params)
+            except sqlite3.Error as exc:
+                self._to_memory(exc)
+                with self._db:
+                    return self._db.execute(sql, params)
 
     def recent(self, count: int, contains: str = "", this_kernel: bool = False) -> list[dict]:
         """The newest ``count`` entries of every kernel, oldest first; ``contains`` filters on prompt or answer."""
@@ -73,19 +94,16 @@ class HistoryStore(Sequence):
         if this_kernel:
             where.append("kernel = ?")
             params.append(self.kernel)
-        with self._lock:
-            rows = self._db.execute(f"SELECT entry FROM history WHERE {' AND '.join(where)} "
-                                    "ORDER BY id DESC LIMIT ?", (*params, count)).fetchall()
+        rows = self._query(f"SELECT entry FROM history WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+                           (*params, count)).fetchall()
         return [json.loads(row[0]) for row in reversed(rows)]
 
     def clear(self) -> int:
         """Delete every entry; returns how many there were."""
-        with self._lock, self._db:
-            return self._db.execute("DELETE FROM history").rowcount
+        return self._query("DELETE FROM history").rowcount
 
     def __len__(self) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM history WHERE kernel = ?", (self.kernel,)).fetchone()[0]
+        return self._query("SELECT COUNT(*) FROM history WHERE kernel = ?", (self.kernel,)).fetchone()[0]
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -95,7 +113,6 @@ class HistoryStore(Sequence):
             index += size
         if not 0 <= index < size:
             raise IndexError("history index out of range")
-        with self._lock:
-            row = self._db.execute("SELECT entry FROM history WHERE kernel = ? ORDER BY id LIMIT 1 OFFSET ?",
-                                   (self.kernel, index)).fetchone()
+        row = self._query("SELECT entry FROM history WHERE kernel = ? ORDER BY id LIMIT 1 OFFSET ?",
+                          (self.kernel, index)).fetchone()
         return json.loads(row[0])

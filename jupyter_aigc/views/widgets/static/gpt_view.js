@@ -1,10 +1,9 @@
 // Front end of GptView. HTML in `columns[i].html` is sanitised in Python before it is sent.
-const CONTROLS = [
-  { key: "temperature", label: "temperature", type: "range", min: 0, max: 2, step: 0.05 },
-  { key: "top_p", label: "top-p", type: "range", min: 0.05, max: 1, step: 0.05 },
-  { key: "max_tokens", label: "max tokens", type: "number", min: 1, max: 32768, step: 1 },
-  { key: "seed", label: "seed", type: "number", min: 0, max: 2147483647, step: 1 },
-];
+// The controls and their ranges come from the kernel (`limits`, read from spec.json): the same rules as
+// the magic's options. Floats are sliders, integers number fields.
+function controlSpecs(limits) {
+  return (limits || []).map((s) => ({ ...s, type: s.type === "float" ? "range" : "number" }));
+}
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -59,7 +58,7 @@ function render({ model, el: root }) {
   root.classList.add("aigc-gpt");
   const bar = el("div", "aigc-controls");
   const inputs = {};
-  for (const spec of CONTROLS) {
+  for (const spec of controlSpecs(model.get("limits"))) {
     const label = el("label", "", spec.label + " ");
     const input = el("input");
     Object.assign(input, { type: spec.type, min: spec.min, max: spec.max, step: spec.step });

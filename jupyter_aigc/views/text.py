@@ -1,17 +1,17 @@
-"""Renderers only display: a widget in Jupyter, rich in the terminal, plain Markdown where neither fits."""
+"""Text views only display: a widget in Jupyter, rich in the terminal, sanitised HTML where neither fits."""
 
 from __future__ import annotations
 
-import json
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 
-from .backends.base import Response, TokenInfo
+from ..core.types import Response, TokenInfo
+from ..record.pricing import cost
 
 MIN_UPDATE_INTERVAL = 0.05  # at most 20 display updates a second
+ENDINGS = {"stopped": "stopped", "length": "hit max tokens", "error": "failed",
+           "incomplete": "cut off: the answer did not finish"}
 # The static copy of an answer carries this marker; the live widget's CSS hides such outputs, so the
 # answer shows once while the kernel runs, and the copy shows in saved notebooks and nbconvert.
 FALLBACK_MARKER = '<div class="aigc-fallback"></div>'
@@ -29,26 +29,9 @@ class Column:
     error: str = ""
 
 
-@lru_cache(maxsize=1)
-def pricing() -> dict:
-    return json.loads(resources.files("jupyter_aigc").joinpath("data/pricing.json").read_text())
-
-
-def cost(response: Response) -> float | None:
-    """US dollars for an OpenAI model in the pricing table; None for any other model (never guessed)."""
-    if response.backend != "openai" or not response.usage or response.params.get("base_url"):
-        return None
-    model = response.model.removeprefix("openai:")
-    price = pricing().get(model)
-    if price is None:
-        return None
-    return (response.usage.get("prompt_tokens", 0) * price[0]
-            + response.usage.get("completion_tokens", 0) * price[1]) / 1e6
-
-
 def footer(response: Response) -> str:
     """'model · backend · 12 in → 40 out · first token 0.21 s · 13.2 tok/s · $0.0001 · stopped'."""
-    parts = [response.model, response.backend]
+    parts = [response.model, response.engine]
     usage = response.usage
     if usage:
         shared = " (all completions)" if usage.get("shared") else ""
@@ -63,8 +46,8 @@ def footer(response: Response) -> str:
     price = cost(response)
     if price is not None:
         parts.append(f"${price:.5f}")
-    if response.finish_reason in ("stopped", "length", "error"):
-        parts.append({"stopped": "stopped", "length": "hit max tokens", "error": "failed"}[response.finish_reason])
+    if response.finish_reason in ENDINGS:
+        parts.append(ENDINGS[response.finish_reason])
     return " · ".join(parts)
 
 
@@ -131,7 +114,8 @@ class Renderer(ABC):
     def finish_column(self, index: int, response: Response) -> None:
         column = self.columns[index]
         column.text = response.text
-        column.status = {"stopped": "stopped", "error": "error"}.get(response.finish_reason, "done")
+        column.status = {"stopped": "stopped", "error": "error", "incomplete": "incomplete"}.get(
+            response.finish_reason, "done")
         column.footer = footer(response)
         column.error = response.error or ""
         self._dirty = True
@@ -208,13 +192,55 @@ class TerminalRenderer(Renderer):
 
 
 class WidgetRenderer(Renderer):
-    """Streams into a GptView; at the end the display also carries a Markdown fallback and provenance."""
+    """Streams into a GptView; at the end the display also carries a sanitised HTML copy and provenance.
+
+    It is interactive: the widget's Stop, Regenerate and controls reach the task through ``on_stop`` and
+    ``on_regenerate``; ``again()`` redraws a regenerated answer in the same outputs.
+    """
+
+    interactive = True
 
     def __init__(self, view, handle=None, fallback=None):
         super().__init__()
         self.view = view
         self.handle = handle
         self.fallback = fallback
+
+    @property
+    def controls(self) -> dict:
+        return self.view.controls
+
+    @controls.setter
+    def controls(self, value: dict) -> None:
+        self.view.controls = value
+
+    @property
+    def on_stop(self):
+        return self.view.on_stop
+
+    @on_stop.setter
+    def on_stop(self, callback) -> None:
+        self.view.on_stop = callback
+
+    @property
+    def on_regenerate(self):
+        return self.view.on_regenerate
+
+    @on_regenerate.setter
+    def on_regenerate(self, callback) -> None:
+        self.view.on_regenerate = callback
+
+    def again(self) -> "WidgetRenderer":
+        """A renderer for a regenerated answer, drawing into the same widget and copy."""
+        fresh = WidgetRenderer(self.view, self.handle, self.fallback)
+        fresh.stream = True
+        return fresh
+
+    def show_error(self, message: str) -> None:
+        """A failure that produced no answer (a bad control value, a server that is down), in the widget."""
+        self.view.running = False
+        self.view.columns = [{"title": "", "html": "", "status": "error", "footer": "", "error": message,
+                              "tokens": []}]
 
     def _payload(self, column: Column) -> dict:
         from .markdown import to_html

@@ -1,4 +1,4 @@
-"""LocalImageBackend: any diffusers text-to-image pipeline, held in the same ModelCache as text models."""
+"""DiffusersEngine: any diffusers text-to-image pipeline, held in the same ModelCache as text models."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..cache import ModelCache, pick_device, pick_dtype
-from ..errors import AigcError
-from ..models import ModelSpec
+from ..core.cache import Loaded, ModelCache, module_bytes, pick_device, pick_dtype
+from ..core.errors import AigcError
+from ..core.models import ModelRef
+from .base import IMAGES
 
 PREVIEW_EVERY = 5
 PREVIEW_SIZE = 96
@@ -38,7 +39,7 @@ def load_pipeline(source: str, device: str, dtype):
                         "Run: pip install 'jupyter-aigc[image]'.") from None
 
     try:
-        pipe = diffusers.DiffusionPipeline.from_pretrained(source, torch_dtype=dtype)
+        pipe = diffusers.DiffusionPipeline.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError, EnvironmentError) as exc:
         raise AigcError(f"Could not load the diffusers pipeline '{source}': {str(exc).splitlines()[0]}",
                         "Give a folder saved with pipeline.save_pretrained, or a reachable Hub id.") from None
@@ -62,25 +63,33 @@ def latent_preview(latents):
     return image.resize((PREVIEW_SIZE, PREVIEW_SIZE))
 
 
-class LocalImageBackend:
+class DiffusersEngine:
     """Generates one image per seed with progress callbacks; out of memory evicts the LRU model and retries."""
 
-    name = "local"
+    name = "diffusers"
+    capabilities = frozenset({IMAGES})
 
     def __init__(self, cache: ModelCache, device: str = "", dtype: str = ""):
         self.cache = cache
         self.device = device
         self.dtype = dtype
 
-    def load(self, spec: ModelSpec):
-        def loader():
+    def key(self, ref: ModelRef) -> str:
+        return f"diffusers:{ref.source}"
+
+    def load(self, ref: ModelRef):
+        def loader() -> Loaded:
             device = pick_device(self.device)
             dtype = pick_dtype(device, self.dtype)
-            return load_pipeline(spec.source, device, dtype), device, str(dtype).removeprefix("torch.")
+            pipe = load_pipeline(ref.source, device, dtype)
+            return Loaded(pipe, module_bytes(pipe), device, str(dtype).removeprefix("torch."), self.name)
 
-        return self.cache.get("image:" + spec.source, loader, name=spec.name)
+        return self.cache.get(self.key(ref), loader, name=ref.name)
 
-    def generate(self, request: ImageRequest, spec: ModelSpec, cancel: threading.Event,
+    def prepare(self, ref: ModelRef) -> None:
+        self.load(ref)
+
+    def generate(self, request: ImageRequest, spec: ModelRef, cancel: threading.Event,
                  on_step: Callable[[int, int, int, object], None], collected: list | None = None) -> list:
         """PIL images, image ``i`` seeded ``seed + i``; ``on_step(i, step, steps, preview)`` after each step.
 
@@ -106,7 +115,7 @@ class LocalImageBackend:
                 on_step(index, step + 1, request.steps, preview)
                 return kwargs
 
-            image = self._run(pipe, "image:" + spec.source, request, seed, step_end)
+            image = self._run(pipe, self.key(spec), request, seed, step_end)
             if cancel.is_set():
                 break
             image.info["seed"] = seed

@@ -1,4 +1,4 @@
-"""The %%aigc_image flow: parse, pick a backend, show progress, store and save the images."""
+"""The image task behind %%aigc_image: pick an engine, report progress, store and save the images."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import threading
 import time
 from pathlib import Path
 
-from .backends.local_image import ImageRequest
-from .errors import AigcError
-from .models import resolve
-from .render import MIN_UPDATE_INTERVAL
+from ..core.errors import AigcError
+from ..engines.base import IMAGES
+from ..engines.diffusers import ImageRequest
+from ..options import check
+
+MIN_UPDATE_INTERVAL = 0.05
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -88,69 +90,53 @@ def _record(session, request: ImageRequest, spec, images: list, status: str, sta
     params = {"size": f"{request.width}x{request.height}", "steps": request.steps, "guidance": request.guidance,
               "seed": request.seed, "n": request.n, "negative": request.negative}
     session.history.append({"time": started, "kind": "image", "prompt": request.prompt, "model": spec.name,
-                            "backend": spec.backend, "params": params, "finish_reason": status,
+                            "engine": spec.engine, "params": params, "finish_reason": status,
                             "elapsed": time.time() - started, "seeds": [im.info.get("seed") for im in images],
                             "paths": [str(p) for p in paths]})
 
 
-def run_image(session, args, cell: str) -> None:
-    """One %%aigc_image cell: the images appear in a gallery (Jupyter) or as saved files (terminal)."""
-    from IPython.display import display
-
-    from .prompts import interpolate
-
-    prompt = interpolate(cell.strip(), session.shell.user_ns)
+def run_image(session, args, prompt: str, cancel: threading.Event, gallery=None,
+              store=None, report=print) -> list:
+    """One %%aigc_image cell; ``gallery`` (a widget, or None in a terminal) shows progress and the images."""
     if not prompt:
         raise AigcError("The cell has no prompt.", "Describe the image in the cell body.")
-    model = args.model or session.config.default_image_model
-    if not model:
+    if not (args.model or session.config.default_image_model):
         raise AigcError("No image model is configured.", "Pass -m (a diffusers folder, Hub id or "
                         "openai:gpt-image-1), or `%config AigcConfig.default_image_model = '…'`.")
-    if not 1 <= args.n <= 16 or args.steps < 1:
-        raise AigcError("-n must be 1 to 16 and --steps at least 1.", "Use e.g. -n 2 --steps 25.")
+    n = check("image_n", args.n, "-n")
+    steps = check("steps", args.steps, "--steps")
+    guidance = check("guidance", args.guidance, "--guidance")
+    seed = check("seed", args.seed) if args.seed is not None else None
     width, height = parse_size(args.size)
-    spec = resolve(model, session.all_aliases())
-    request = ImageRequest(prompt=prompt, model=spec.name, width=width, height=height, steps=args.steps,
-                           guidance=args.guidance, seed=args.seed, n=args.n, negative=args.negative,
-                           key_env=args.key_env)
-    jupyter = type(session.shell).__name__ == "ZMQInteractiveShell"
-    gallery = None
-    if jupyter:
-        from .widgets.image_gallery import ImageGallery
-
-        gallery = ImageGallery(caption=f"{spec.name} · {width}×{height} · {args.steps} steps")
-        display(gallery)
-    progress = ImageProgress(gallery, args.n, args.steps)
+    spec = session.resolve(args.model, kind="image")
+    engine, spec = session.registry.serving(spec, IMAGES)
+    request = ImageRequest(prompt=prompt, model=spec.name, width=width, height=height, steps=steps,
+                           guidance=guidance, seed=seed, n=n, negative=args.negative, key_env=args.key_env)
+    engine.prepare(spec)
+    if gallery is not None:
+        gallery.caption = f"{spec.name} · {width}×{height} · {steps} steps"
+    progress = ImageProgress(gallery, n, steps)
     progress.push()
-    cancel = threading.Event()
     images: list = []
-    status = "done"
     started = time.time()
-    session.generating = True
+    session.begin()
     try:
-        if spec.backend == "openai":
-            images = session.openai_images.generate(request, spec, cancel)
-        else:
-            images = session.local_images.generate(request, spec, cancel, progress.step, collected=images)
-    except KeyboardInterrupt:
-        cancel.set()
-        status = "stopped"
+        images = engine.generate(request, spec, cancel, progress.step, collected=images)
     finally:
-        session.generating = False
+        session.end()
+        status = "stopped" if cancel.is_set() else "done"
         progress.finish(images, status)
-    if args.output:
-        session.shell.user_ns[args.output] = images
+    if args.output and store is not None:
+        store(args.output, images)
     paths = save_images(images, args.save, request, spec.name) if args.save else []
     _record(session, request, spec, images, status, started, paths)
-    if not jupyter:
+    if gallery is None:
         if not paths and images:
             paths = save_images(images, Path.cwd() / "aigc-images", request, spec.name)
-        from rich.console import Console
-
-        console = Console()
         for path, image in zip(paths, images):
-            console.print(f"[green]saved[/green] {path}  (seed {image.info.get('seed')}, {image.width}×{image.height})")
+            report(f"saved {path}  (seed {image.info.get('seed')}, {image.width}×{image.height})")
     elif paths:
-        print("Saved: " + ", ".join(str(p) for p in paths))
+        report("Saved: " + ", ".join(str(p) for p in paths))
     if status == "stopped":
-        print(f"Stopped: kept {len(images)} finished image(s).")
+        report(f"Stopped: kept {len(images)} finished image(s).")
+    return images

@@ -1,4 +1,4 @@
-"""ModelCache: the kernel-resident LRU of loaded models, with a memory budget and per-entry stats."""
+"""ModelCache: the kernel-resident LRU of loaded models, sized by what each engine reports, with leases."""
 
 from __future__ import annotations
 
@@ -6,34 +6,45 @@ import gc
 import threading
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+
+@dataclass
+class Loaded:
+    """What an engine's loader returns: the model object and what it costs.
+
+    ``close`` frees what the engine holds outside Python objects (a llama.cpp server); ``base`` is the
+    cache key of the model an adapter sits on.
+    """
+
+    value: Any
+    nbytes: int
+    device: str
+    dtype: str
+    engine: str = ""
+    close: Callable[[], None] | None = None
+    base: str | None = None
 
 
 @dataclass
 class CacheEntry:
-    """A loaded model (or pipeline) and what the cache knows about it."""
-
     key: str
     name: str
-    value: Any
-    device: str
-    dtype: str
-    nbytes: int
+    loaded: Loaded
     load_time: float
     hits: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    readers: int = 0
+    writer: bool = False
+    evicted: bool = False
 
     def stats(self) -> dict:
-        return {
-            "name": self.name,
-            "key": self.key,
-            "device": self.device,
-            "dtype": self.dtype,
-            "bytes": self.nbytes,
-            "hits": self.hits,
-            "load_time": self.load_time,
-        }
+        loaded = self.loaded
+        return {"name": self.name, "key": self.key, "engine": loaded.engine, "device": loaded.device,
+                "dtype": loaded.dtype, "bytes": loaded.nbytes, "hits": self.hits, "load_time": self.load_time,
+                "base": loaded.base}
 
 
 def pick_device(preferred: str = "") -> str:
@@ -86,47 +97,70 @@ def module_bytes(obj: Any) -> int:
 class ModelCache:
     """Holds loaded models by key; a second request is a dictionary hit, never a reload.
 
-    Loads of the same key are serialised by a per-key lock, so two concurrent requests load once.
-    When the bytes held pass ``budget_bytes`` the least recently used entries are evicted.
+    Loads of one key are serialised, so concurrent requests load once. When the bytes held pass
+    ``budget_bytes`` the least recently used entries are evicted. ``use`` lends a model: shared for
+    generation, exclusive for work that changes it for a while (attention switching, training); an
+    evicted model in use is freed when its last user returns it.
     """
 
     def __init__(self, budget_bytes: int):
         self.budget_bytes = budget_bytes
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
         self._key_locks: dict[str, threading.Lock] = {}
         self.listeners: list[Callable[[], None]] = []
 
-    def get(self, key: str, loader: Callable[[], tuple[Any, str, str]], name: str | None = None) -> Any:
-        """Return the cached value for ``key``, calling ``loader`` once if it is absent.
+    def get(self, key: str, loader: Callable[[], Loaded], name: str | None = None) -> Any:
+        """The cached value for ``key``, calling ``loader`` once if it is absent."""
+        return self._entry(key, loader, name).loaded.value
 
-        ``loader`` returns ``(value, device, dtype)``.
-        """
+    @contextmanager
+    def use(self, key: str, loader: Callable[[], Loaded], name: str | None = None,
+            exclusive: bool = False) -> Iterator[Any]:
+        """Lend the model for the ``with`` block; exclusive use waits until no one else holds it."""
+        while True:
+            entry = self._entry(key, loader, name)
+            with self._changed:
+                while not entry.evicted and (entry.writer or (exclusive and entry.readers)):
+                    self._changed.wait(0.1)
+                if entry.evicted:
+                    continue  # evicted while we waited: load it again
+                if exclusive:
+                    entry.writer = True
+                else:
+                    entry.readers += 1
+                break
+        try:
+            yield entry.loaded.value
+        finally:
+            with self._changed:
+                if exclusive:
+                    entry.writer = False
+                else:
+                    entry.readers -= 1
+                self._changed.notify_all()
+                if entry.evicted and not entry.readers and not entry.writer:
+                    self._close(entry)
+
+    def _entry(self, key: str, loader: Callable[[], Loaded], name: str | None) -> CacheEntry:
         entry = self._hit(key)
         if entry is not None:
-            return entry.value
+            return entry
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
             entry = self._hit(key)
             if entry is not None:
-                return entry.value
+                return entry
             start = time.perf_counter()
-            value, device, dtype = loader()
-            entry = CacheEntry(
-                key=key,
-                name=name or key,
-                value=value,
-                device=device,
-                dtype=dtype,
-                nbytes=module_bytes(value),
-                load_time=time.perf_counter() - start,
-            )
+            loaded = loader()
+            entry = CacheEntry(key=key, name=name or key, loaded=loaded, load_time=time.perf_counter() - start)
             with self._lock:
                 self._entries[key] = entry
                 self._evict_over_budget(keep=key)
         self._notify()
-        return entry.value
+        return entry
 
     def _hit(self, key: str) -> CacheEntry | None:
         with self._lock:
@@ -140,15 +174,27 @@ class ModelCache:
 
     def _evict_over_budget(self, keep: str) -> None:
         while self.total_bytes() > self.budget_bytes:
-            victim = next((k for k in self._entries if k != keep), None)
+            victim = next((k for k in self._entries if k != keep and self._entries[k].loaded.base != keep), None)
             if victim is None:
                 return
             self._drop(victim)
 
     def _drop(self, key: str) -> None:
+        """Remove ``key`` and the adapters built on it; free each now, or when its last user is done."""
+        for other in [k for k, e in self._entries.items() if e.loaded.base == key]:
+            self._drop(other)
         entry = self._entries.pop(key)
-        entry.value = None
-        del entry
+        entry.evicted = True
+        self._changed.notify_all()
+        if not entry.readers and not entry.writer:
+            self._close(entry)
+
+    @staticmethod
+    def _close(entry: CacheEntry) -> None:
+        loaded = entry.loaded
+        if loaded.close is not None:
+            loaded.close()
+        loaded.value = None
         release_memory()
 
     def find(self, name_or_key: str) -> str | None:
@@ -160,7 +206,7 @@ class ModelCache:
         return None
 
     def evict(self, name_or_key: str) -> bool:
-        """Drop one entry and free its memory; False if nothing matched."""
+        """Drop one entry (and adapters on it) and free its memory; False if nothing matched."""
         key = self.find(name_or_key)
         if key is None:
             return False
@@ -183,11 +229,13 @@ class ModelCache:
     def clear(self) -> None:
         with self._lock:
             for key in list(self._entries):
-                self._drop(key)
+                if key in self._entries:
+                    self._drop(key)
         self._notify()
 
     def total_bytes(self) -> int:
-        return sum(e.nbytes for e in self._entries.values())
+        with self._lock:
+            return sum(e.loaded.nbytes for e in self._entries.values())
 
     def stats(self) -> list[dict]:
         with self._lock:
@@ -205,11 +253,10 @@ class ModelCache:
 
 
 def release_memory() -> None:
-    """Collect garbage and hand freed CUDA memory back to the driver."""
+    """Collect garbage and hand freed CUDA memory back to the driver (without importing torch)."""
+    import sys
+
     gc.collect()
-    try:
-        import torch
-    except ImportError:
-        return
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()

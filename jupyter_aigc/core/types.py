@@ -1,15 +1,13 @@
-"""The one request type, the chunks backends stream, and the response a cell records."""
+"""The typed request, the chunks engines stream, and the response a cell records."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass, field
-from typing import Iterator, Protocol
 
 
 @dataclass
 class Request:
-    """Everything a text backend needs for one completion (or ``n`` of them)."""
+    """Everything a text engine needs for one completion; ``n`` completions become ``n`` requests."""
 
     messages: list[dict]
     model: str
@@ -21,8 +19,11 @@ class Request:
     n: int = 1
     raw: bool = False
     logprobs: bool = False
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
+    schema: dict | None = None
+
+    def prompt_text(self) -> str:
+        """The text a plain completion continues (``--raw``): the last user message, as written."""
+        return self.messages[-1]["content"]
 
     def params(self) -> dict:
         """The sampling parameters, safe to show and store (no key, no messages)."""
@@ -34,6 +35,7 @@ class Request:
             "stop": list(self.stop),
             "n": self.n,
             "raw": self.raw,
+            "schema": self.schema is not None,
         }
 
 
@@ -48,10 +50,13 @@ class TokenInfo:
 
 @dataclass
 class Chunk:
-    """A piece of streamed output for completion ``index``; ``usage`` arrives with the last chunk."""
+    """A piece of streamed output; ``usage`` and ``finish_reason`` arrive with the last chunk.
+
+    finish_reason: "stop" (the model ended), "length" (max tokens), "stopped" (Stop or interrupt),
+    "incomplete" (the stream ended without saying why: the answer is cut off).
+    """
 
     text: str = ""
-    index: int = 0
     tokens: list[TokenInfo] = field(default_factory=list)
     usage: dict | None = None
     finish_reason: str | None = None
@@ -63,7 +68,7 @@ class Response:
 
     text: str
     model: str
-    backend: str
+    engine: str
     params: dict
     usage: dict = field(default_factory=dict)
     ttft: float | None = None
@@ -71,6 +76,7 @@ class Response:
     finish_reason: str = "stop"
     tokens: list[TokenInfo] = field(default_factory=list)
     error: str | None = None
+    parsed: object = None
 
     @property
     def tokens_per_second(self) -> float | None:
@@ -80,20 +86,14 @@ class Response:
             return None
         return out / gen_time
 
+    @property
+    def cut_off(self) -> bool:
+        """The answer did not end on its own (Stop, max tokens, a broken or unfinished stream, an error)."""
+        return self.finish_reason != "stop"
+
     def metadata(self) -> dict:
         """Provenance for output metadata and history: no key, no token list."""
         data = asdict(self)
         data.pop("tokens")
         data["tokens_per_second"] = self.tokens_per_second
         return data
-
-
-class TextBackend(Protocol):
-    """A backend only generates: it turns a Request into Chunks and stops when ``cancel`` is set.
-
-    ``index`` -1 on a chunk means usage for the whole request; ``spec`` is a models.ModelSpec.
-    """
-
-    name: str
-
-    def stream(self, request: Request, spec, cancel: threading.Event, **options) -> Iterator[Chunk]: ...

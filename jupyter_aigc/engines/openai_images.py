@@ -1,4 +1,4 @@
-"""OpenAIImagesBackend: the OpenAI Images API through the official SDK, with %%gpt's key handling."""
+"""OpenAIImagesEngine: the OpenAI Images API through the official SDK, with %%gpt's key handling."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import base64
 import io
 import threading
 
-from ..errors import AigcError
-from ..models import ModelSpec
-from .local_image import ImageRequest
-from .openai_api import OpenAIBackend
+import time
+
+from ..core.errors import AigcError
+from ..core.models import ModelRef
+from .base import IMAGES
+from .diffusers import ImageRequest
+from .openai import OpenAIEngine
 
 SIZES = {
     "gpt-image": {"1024x1024", "1536x1024", "1024x1536", "auto"},
@@ -18,13 +21,20 @@ SIZES = {
 }
 
 
-class OpenAIImagesBackend:
-    name = "openai"
+class OpenAIImagesEngine:
+    """Images from OpenAI (or a compatible server); shares the text engine's clients and error messages."""
 
-    def __init__(self, chat: OpenAIBackend):
+    name = "openai-images"
+    capabilities = frozenset({IMAGES})
+
+    def __init__(self, chat: OpenAIEngine):
         self.chat = chat
 
-    def generate(self, request: ImageRequest, spec: ModelSpec, cancel: threading.Event) -> list:
+    def prepare(self, ref: ModelRef) -> None:
+        pass
+
+    def generate(self, request: ImageRequest, spec: ModelRef, cancel: threading.Event, on_step=None,
+                 collected: list | None = None) -> list:
         import openai
         from PIL import Image
 
@@ -37,6 +47,7 @@ class OpenAIImagesBackend:
         if not spec.source.startswith("gpt-image"):
             params["response_format"] = "b64_json"
         client = self.chat.client(spec, request.key_env)
+        started = time.monotonic()
         try:
             result = client.images.generate(**params)
         except openai.BadRequestError as exc:
@@ -45,10 +56,10 @@ class OpenAIImagesBackend:
             if code in ("content_policy_violation", "moderation_blocked"):
                 raise AigcError("The API refused this prompt under its content policy.",
                                 "Rephrase the prompt.") from None
-            raise self.chat._translate(exc, spec) from None
+            raise self.chat.translate(exc, spec, started) from None
         except Exception as exc:
-            raise self.chat._translate(exc, spec) from None
-        images = []
+            raise self.chat.translate(exc, spec, started) from None
+        images = collected if collected is not None else []
         for item in result.data:
             image = Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
             image.load()

@@ -7,9 +7,9 @@ import getpass
 import shlex
 import time
 
-from .errors import AigcError
-from .keys import set_key
-from .models import ModelSpec
+from ..core.errors import AigcError
+from ..core.keys import set_key
+from ..core.models import ModelRef
 
 HELP = """jupyter-aigc magics:
   %%gpt [options]            the cell is a prompt; the answer streams below (%%gpt? for every option)
@@ -48,7 +48,10 @@ def _table(title: str, columns: list[str], rows: list[list]):
 
 
 def run_command(session, line: str) -> None:
-    words = shlex.split(line)
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise AigcError(f"Cannot read `%aigc {line}`: {exc}.", "Close every quote you open.") from None
     name, rest = (words[0], words[1:]) if words else ("help", [])
     handler = COMMANDS.get(name)
     if handler is None:
@@ -65,11 +68,12 @@ def cmd_cache(session, rest) -> None:
     if not stats:
         print("The model cache is empty; the first %%gpt cell loads its model.")
         return
-    rows = [[s["name"], s["device"], s["dtype"], f"{s['bytes'] / 2**20:.0f} MB", s["hits"],
-             f"{s['load_time']:.2f} s"] for s in stats]
+    names = {s["key"]: s["name"] for s in stats}
+    rows = [[s["name"], s["engine"], s["device"], s["dtype"], f"{s['bytes'] / 2**20:.0f} MB", s["hits"],
+             f"{s['load_time']:.2f} s", names.get(s["base"], "")] for s in stats]
     budget = session.cache.budget_bytes / 2**30
     _console().print(_table(f"Model cache ({session.cache.total_bytes() / 2**20:.0f} MB of {budget:g} GB)",
-                            ["model", "device", "dtype", "memory", "hits", "load time"], rows))
+                            ["model", "engine", "device", "dtype", "memory", "hits", "load time", "base"], rows))
 
 
 def cmd_evict(session, rest) -> None:
@@ -134,19 +138,24 @@ def cmd_models(session, rest) -> None:
     parser.add_argument("--key-env")
     args = parser.parse_args(rest)
     rows = [[s["name"], "local (cached)", s["device"]] for s in session.cache.stats()]
-    spec = ModelSpec("openai", "", "server", args.base_url)
+    server = ModelRef("openai", "", "server", args.base_url)
+    openai = session.engines["openai"]
     try:
-        names = session.openai.list_models(spec, args.key_env)
-        rows += [[name, "server", session.openai.url_for(spec)] for name in names]
+        names = openai.list_models(server, args.key_env)
+        rows += [[name, "server", openai.url_for(server)] for name in names]
     except AigcError as error:
-        rows.append([f"({error.message})", "server", session.openai.url_for(spec)])
+        rows.append([f"({error.message})", "server", openai.url_for(server)])
     _console().print(_table("Models", ["model", "where", "device / URL"], rows))
 
 
 def cmd_key(session, rest) -> None:
     if len(rest) != 1:
         raise AigcError("%aigc key needs a provider.", "Example: %aigc key openai")
-    key = getpass.getpass(f"API key for {rest[0]} (not shown, kept in this kernel only): ")
+    try:
+        key = getpass.getpass(f"API key for {rest[0]} (not shown, kept in this kernel only): ")
+    except (EOFError, OSError, RuntimeError, NotImplementedError) as exc:  # no stdin (nbclient, a script)
+        raise AigcError(f"This frontend cannot ask for the key ({type(exc).__name__}).",
+                        "Set OPENAI_API_KEY before starting Jupyter, or use --key-env VAR.") from None
     if not key.strip():
         raise AigcError("No key entered.", "Run `%aigc key openai` again and paste the key.")
     set_key(rest[0], key)
@@ -173,13 +182,13 @@ def cmd_history(session, rest) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"])).removeprefix(today + " ")
         made = (f"{len(entry.get('seeds') or [])} image(s)" if entry.get("kind") == "image"
                 else usage.get("completion_tokens", ""))
-        rows.append([stamp, entry["model"], entry["backend"], prompt[:60] + ("…" if len(prompt) > 60 else ""),
+        rows.append([stamp, entry["model"], entry.get("engine") or entry.get("backend", ""), prompt[:60] + ("…" if len(prompt) > 60 else ""),
                      made, entry["finish_reason"]])
     where = str(store.path) if store.persistent else "this kernel only (the history file could not be opened)"
     if not rows:
         print(f"No answers in the history{' matching ' + repr(args.grep) if args.grep else ''} ({where}).")
         return
-    _console().print(_table(f"History ({where})", ["time", "model", "backend", "prompt", "made", "end"], rows))
+    _console().print(_table(f"History ({where})", ["time", "model", "engine", "prompt", "made", "end"], rows))
 
 
 COMMANDS = {

@@ -8,7 +8,7 @@ import anywidget
 import numpy as np
 from traitlets import Bool, Bytes, Dict, Int, List, Unicode
 
-from ..attention import AttentionMaps, head_matrix, thumbnails
+from ...tasks.attention import AttentionMaps, head_matrix, thumbnails
 
 STATIC = Path(__file__).parent / "static"
 
@@ -52,4 +52,4 @@ class AttentionView(anywidget.AnyWidget):
 
     def arrays(self) -> np.ndarray:
         """The selected maps as float32 ``[layer, head, query, key]``."""
-        return self.maps.weights[np.ix_(self.layers, self.heads)]
+        return self.maps.weights[np.ix_(self.layers, self.heads)].astype(np.float32)

@@ -1,0 +1,90 @@
+"""The one place that runs a magic's work and ends it: Stop, Kernel → Interrupt, awaited and polled cells.
+
+The work runs in a daemon thread and gets a ``threading.Event`` that Stop buttons and interrupts set. The
+cell waits for the thread with short timeouts, so an interrupt always reaches it. After an interrupt the
+work has ``GRACE`` seconds to finish (engines return at once when the event is set, keeping partial
+output); work stuck in something that cannot be cancelled (a socket, a forward pass) is left to finish
+in the background, and the cell ends anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from typing import Callable, TypeVar
+
+from .errors import AigcError
+
+GRACE = 1.0
+WAIT = 0.05
+T = TypeVar("T")
+
+
+class Interrupted(AigcError):
+    """Kernel → Interrupt ended the cell; what was produced so far is kept."""
+
+    def __init__(self):
+        super().__init__("Interrupted.", "What was produced before the interrupt is kept.")
+
+
+class Job:
+    """``work(cancel)`` in a daemon thread that carries the caller's context (so its output finds the cell)."""
+
+    def __init__(self, work: Callable[[threading.Event], T], cancel: threading.Event | None = None):
+        self.cancel = cancel or threading.Event()
+        self.done = threading.Event()
+        self._result = None
+        self._error: BaseException | None = None
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._target, work), daemon=True,
+                                        name="aigc-job")
+
+    def _target(self, work) -> None:
+        try:
+            self._result = work(self.cancel)
+        except BaseException as exc:  # handed to the waiting cell
+            self._error = exc
+        finally:
+            self.done.set()
+
+    def start(self) -> "Job":
+        self._thread.start()
+        return self
+
+    def result(self):
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def run(self, poll: Callable[[], None] | None = None):
+        """Wait in the calling thread; ``poll`` lets an old kernel deliver widget clicks meanwhile."""
+        self.start()
+        try:
+            while not self.done.wait(WAIT):
+                if poll is not None:
+                    poll()
+        except KeyboardInterrupt:
+            self._stop_after_interrupt()
+        return self.result()
+
+    async def run_async(self):
+        """Await the work; the kernel serves widget messages meanwhile and turns an interrupt into a cancel."""
+        self.start()
+        try:
+            while not self.done.is_set():
+                await asyncio.sleep(WAIT)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            self._stop_after_interrupt()
+        return self.result()
+
+    def _stop_after_interrupt(self) -> None:
+        self.cancel.set()
+        deadline = time.monotonic() + GRACE
+        try:
+            while not self.done.is_set() and time.monotonic() < deadline:
+                self.done.wait(WAIT)
+        except KeyboardInterrupt:
+            pass
+        raise Interrupted()

@@ -1,0 +1,141 @@
+"""What an engine declares it can do, and the one way engines stream: a producer thread and a queue.
+
+An engine only computes. Callers never test its type: they ask ``capabilities`` (and the registry
+routes a capability to an engine that has it).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Executor
+from typing import Callable, Iterator, Protocol
+
+from ..core.types import Chunk, Request
+
+GENERATE = "generate"        # stream text chunks
+LOGPROBS = "logprobs"        # per-token probabilities with top alternatives
+SCHEMA = "schema"            # JSON-schema constrained output
+SCORES = "scores"            # raw next-token logits over the whole vocabulary
+ATTENTION = "attention"      # per-layer, per-head attention weights
+TRAIN = "train"              # fine-tuning (LoRA)
+IMAGES = "images"            # text to image
+
+POLL = 0.05
+DRAIN = 0.5  # after Stop, how long a stream waits for the producer's last chunk before it lets go
+
+
+class TextEngine(Protocol):
+    """A text engine: ``stream`` yields the chunks of one completion and returns soon after ``cancel``."""
+
+    name: str
+    capabilities: frozenset[str]
+
+    def parallel(self, ref) -> int:
+        """How many requests for one model this engine runs at once."""
+
+    def prepare(self, ref) -> None:
+        """Load what ``ref`` needs now, so load errors surface before any output."""
+
+    def stream(self, request: Request, ref, cancel: threading.Event, key_env: str | None = None) -> Iterator[Chunk]:
+        """The chunks of one completion of ``request``."""
+
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def threaded_stream(produce: Callable[[Callable[[Chunk], bool]], None], cancel: threading.Event,
+                    executor: Executor | None = None, name: str = "aigc-engine") -> Iterator[Chunk]:
+    """Run ``produce(emit)`` in a worker and yield what it emits; ``emit`` returns True once cancelled.
+
+    The consumer never blocks for long: once ``cancel`` is set it waits at most ``DRAIN`` seconds for the
+    producer to finish, then returns, leaving a producer stuck in a socket or a forward pass behind.
+    """
+    items: queue.SimpleQueue = queue.SimpleQueue()
+
+    def emit(chunk: Chunk) -> bool:
+        items.put(chunk)
+        return cancel.is_set()
+
+    def run() -> None:
+        try:
+            produce(emit)
+        except BaseException as exc:  # handed to the consumer
+            items.put(_Failure(exc))
+        finally:
+            items.put(_END)
+
+    if executor is not None:
+        executor.submit(run)
+    else:
+        threading.Thread(target=run, daemon=True, name=name).start()
+    cancelled_at = None
+    while True:
+        try:
+            item = items.get(timeout=POLL)
+        except queue.Empty:
+            if cancel.is_set():
+                cancelled_at = cancelled_at or time.monotonic()
+                if time.monotonic() - cancelled_at > DRAIN:
+                    return
+            continue
+        if item is _END:
+            return
+        if isinstance(item, _Failure):
+            raise item.error
+        yield item
+
+
+def chunk_from_event(event: dict, source: str) -> Chunk | None:
+    """One streamed OpenAI-format event (chat or text completion, from a server or llama.cpp) as a Chunk.
+
+    Every request asks for one completion, so any choice index but 0 is the server's mistake.
+    """
+    import math
+
+    from ..core.errors import AigcError
+    from ..core.types import TokenInfo
+
+    if "error" in event:
+        raise event_error(event["error"], source)
+    chunk = Chunk()
+    for choice in event.get("choices") or []:
+        if choice.get("index", 0) != 0:
+            raise AigcError(f"{source} sent an answer for completion #{choice['index'] + 1}, but one was asked for.",
+                            "The server does not follow the OpenAI protocol; check its version or --base-url.")
+        delta = choice.get("delta")
+        chunk.text += (delta.get("content") or "") if delta is not None else (choice.get("text") or "")
+        logprobs = choice.get("logprobs") or {}
+        for token in logprobs.get("content") or []:
+            chunk.tokens.append(TokenInfo(
+                text=token["token"], prob=math.exp(token["logprob"]),
+                top=[(alt["token"], math.exp(alt["logprob"])) for alt in token.get("top_logprobs") or []]))
+        chunk.finish_reason = choice.get("finish_reason") or chunk.finish_reason
+    usage = event.get("usage")
+    if usage:
+        chunk.usage = {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")}
+    if not (chunk.text or chunk.tokens or chunk.usage or chunk.finish_reason):
+        return None
+    return chunk
+
+
+def event_error(error, source: str):
+    """An error event or error body as a one-line AigcError (the context overflow gets both numbers)."""
+    from ..core.errors import AigcError
+    from ..core.keys import redact
+
+    if not isinstance(error, dict):
+        return AigcError(redact(f"{source} failed: {error}"), "")
+    if error.get("type") == "exceed_context_size_error" or "n_ctx" in error:
+        prompt, context = error.get("n_prompt_tokens"), error.get("n_ctx")
+        return AigcError(f"The prompt is {prompt} tokens, but the model's context holds {context}.",
+                         "Shorten the prompt, start a new conversation with --new (earlier turns count too), "
+                         "or pick a model with a longer context.")
+    return AigcError(redact(f"{source} refused the request: {error.get('message') or error}"),
+                     "Change the option it names.")

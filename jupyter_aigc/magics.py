@@ -1,0 +1,245 @@
+"""AigcMagics: declarations and option parsing only; every magic runs its task through ``_run``.
+
+``_run`` is the one error and cancel wrapper: a user's mistake or a failed task ends the cell as IPython's
+``UsageError`` does (one line, no traceback, the cell marked failed so Run All stops), and the work runs
+as a ``Job`` that Stop and Kernel → Interrupt end. On kernels that serve widget messages while a cell
+awaits (ipykernel ≥ 7.4) cells that start with one of these magics are awaited (see ``AwaitMagics``);
+older kernels poll the UI with jupyter-ui-poll; terminals just wait.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import magic_arguments
+
+from .core.cancel import Job
+from .core.errors import AigcError
+from .core.keys import redact
+from .core.template import interpolate
+from .options import declare, magic_names, parse_argstring
+from .views import frontend
+
+_AWAITED = contextvars.ContextVar("jupyter_aigc_awaited", default=False)
+
+
+@dataclass
+class Pending:
+    """The work of a magic called from an awaited cell: the awaiting caller runs it."""
+
+    work: Callable
+
+
+def usage_error(error: AigcError) -> UsageError:
+    return UsageError(redact(str(error)))
+
+
+def kernel_serves_comms_while_awaiting(shell) -> bool:
+    """ipykernel ≥ 7.4 dispatches widget messages while a cell awaits; older kernels use jupyter-ui-poll."""
+    if frontend(shell) != "jupyter":
+        return False
+    try:
+        import ipykernel
+    except ImportError:
+        return False
+    return tuple(int(p) for p in ipykernel.__version__.split(".")[:2]) >= (7, 4)
+
+
+@magics_class
+class AigcMagics(Magics):
+    """%%gpt, %%aigc_attention, %%aigc_image and %aigc."""
+
+    def __init__(self, shell, session):
+        super().__init__(shell)
+        self.session = session
+
+    def _run(self, work: Callable):
+        """Run ``work(cancel)`` for a cell: awaited by ``run_async``, or waited for here."""
+        if _AWAITED.get():
+            return Pending(work)
+        try:
+            if frontend(self.shell) == "jupyter" and not kernel_serves_comms_while_awaiting(self.shell):
+                from jupyter_ui_poll import ui_events
+
+                with ui_events() as poll:
+                    Job(work).run(poll=lambda: poll(5))
+            else:
+                Job(work).run()
+        except AigcError as error:
+            raise usage_error(error) from None
+
+    async def run_async(self, name: str, line: str, cell: str) -> None:
+        """An awaited cell: the magic parses here, its work runs while the kernel serves widget messages."""
+        token = _AWAITED.set(True)
+        try:
+            pending = self.shell.run_cell_magic(name, line, cell)
+        finally:
+            _AWAITED.reset(token)
+        if isinstance(pending, Pending):
+            try:
+                await Job(pending.work).run_async()
+            except AigcError as error:
+                raise usage_error(error) from None
+
+    def _parse(self, magic, line: str):
+        try:
+            return parse_argstring(magic, line)
+        except AigcError as error:
+            raise usage_error(error) from None
+
+    def _store(self, name: str, value) -> None:
+        self.shell.user_ns[name] = value
+
+    def _cell_key(self, cell: str) -> str:
+        """JupyterLab's cell id when the frontend sends one, else the cell's text."""
+        parent = getattr(self.shell, "parent_header", None) or {}
+        cell_id = (parent.get("metadata") or {}).get("cellId")
+        return cell_id or "source:" + hashlib.sha1(cell.encode()).hexdigest()
+
+    @magic_arguments()
+    @declare("gpt")
+    @no_var_expand
+    @cell_magic
+    def gpt(self, line, cell):
+        """Send the cell to a language model and stream the answer.
+
+        The cell body is the prompt; {name} inserts a variable from the notebook ({{ and }} give
+        literal braces; unknown names stay as written). Consecutive cells form one conversation;
+        re-running a cell replaces its earlier turn. Examples::
+
+            %%gpt --temperature 0
+            What is the capital of France?
+
+            %%gpt -m openai:gpt-4o-mini -o answer
+            Summarise {text} in one sentence.
+
+            %%gpt --compare "SmolLM2-135M-Instruct,local-llama" --temperature 0,0.8
+            Write a haiku about notebooks.
+
+            %%gpt --schema '{"type": "object", "properties": {"city": {"type": "string"}}}' -o data
+            Which city is the capital of France? Answer in JSON.
+        """
+        args = self._parse(self.gpt, line)
+        return self._run(lambda cancel: self._gpt(args, cell, cancel))
+
+    def _gpt(self, args, cell: str, cancel) -> None:
+        from .views import text_view
+
+        namespace = self.shell.user_ns
+        prompt = interpolate(cell.strip(), namespace)
+        if not prompt:
+            raise AigcError("The cell has no prompt.", "Write your prompt in the cell body, below %%gpt.")
+        session = self.session
+        variants, responses = session.gpt.run_cell(
+            args, prompt, self._cell_key(cell), namespace, cancel,
+            lambda first, stream: text_view(self.shell, session.config, first, stream), self._store)
+        failure = session.gpt.failure(responses)
+        if failure is not None:
+            raise failure
+        if args.attention:
+            from IPython.display import display
+
+            from .tasks.attention import conversation_text
+
+            ref, request = variants[0].ref, variants[0].request
+            display(self._attention_view(conversation_text(self.session, ref, request, responses[0].text), ref))
+
+    def _attention_view(self, text: str, model, layers=None, heads=None):
+        from .tasks.attention import attention_maps, parse_range
+        from .views.widgets.attention_view import AttentionView
+
+        maps = attention_maps(self.session, text, model)
+        if maps.dropped:
+            print(f"The text is {len(maps.tokens) + maps.dropped} tokens; the view shows the first "
+                  f"{len(maps.tokens)} (the model's context).", file=sys.stderr)
+        return AttentionView(maps, parse_range(layers, maps.shape[0], "layers"),
+                             parse_range(heads, maps.shape[1], "heads"))
+
+    @magic_arguments()
+    @declare("aigc_attention")
+    @no_var_expand
+    @cell_magic
+    def aigc_attention(self, line, cell):
+        """Show every layer's and head's softmax(QKᵀ/√dₖ) attention map of a local model for the cell text.
+
+        The grid shows all heads (plus each layer's mean and the rollout); click one for its full map,
+        hover a row to see where that token looks, or switch to the token-lines view. Example::
+
+            %%aigc_attention --layers 0-3
+            The cat sat on the mat because it was tired.
+        """
+        args = self._parse(self.aigc_attention, line)
+
+        def work(cancel) -> None:
+            from IPython.display import display
+
+            view = self._attention_view(interpolate(cell, self.shell.user_ns), args.model, args.layers, args.heads)
+            if args.output:
+                self._store(args.output, view)
+            display(view)
+
+        return self._run(work)
+
+    @magic_arguments()
+    @declare("aigc_image")
+    @no_var_expand
+    @cell_magic
+    def aigc_image(self, line, cell):
+        """Turn the cell body into images, from a local diffusers pipeline or the OpenAI Images API.
+
+        Example::
+
+            %%aigc_image -m ./my-sd-pipeline --size 512x512 --steps 20 --seed 1 -n 2 -o images
+            A lighthouse at dusk, watercolour.
+        """
+        args = self._parse(self.aigc_image, line)
+
+        def work(cancel) -> None:
+            from .tasks.image import run_image
+
+            gallery = None
+            if frontend(self.shell) == "jupyter":
+                from IPython.display import display
+
+                from .views.widgets.image_gallery import ImageGallery
+
+                gallery = ImageGallery()
+                display(gallery)
+            report = print
+            if gallery is None:
+                from rich.console import Console
+
+                report = Console().print
+            run_image(self.session, args, interpolate(cell.strip(), self.shell.user_ns), cancel, gallery,
+                      self._store, report)
+
+        return self._run(work)
+
+    @no_var_expand
+    @line_magic
+    def aigc(self, line):
+        """Manage jupyter-aigc: `%aigc help` lists the subcommands."""
+        from .tasks.commands import run_command
+
+        return self._run(lambda cancel: run_command(self.session, line))
+
+
+class AwaitMagics:
+    """Input transformer: a cell that starts with one of our cell magics awaits it (``AigcMagics.run_async``),
+    so the kernel delivers Stop clicks and interrupts while it runs. The magic line is parsed the same way
+    as in ``run_cell_magic``."""
+
+    def __init__(self):
+        self.prefixes = tuple(f"get_ipython().run_cell_magic('{name}', " for name in magic_names("cell"))
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        if lines and lines[0].startswith(self.prefixes):
+            call = "".join(lines)[len("get_ipython().run_cell_magic("):]
+            return ["await get_ipython()._jupyter_aigc_magics.run_async(" + call]
+        return lines

@@ -1,0 +1,226 @@
+"""Per-layer, per-head softmax attention maps of a local model, and their packing for the browser."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.errors import AigcError
+from ..engines.base import ATTENTION
+from ..engines.transformers import is_causal
+
+THUMB_SIZE = 64
+_switch_lock = threading.Lock()
+
+
+@dataclass
+class AttentionMaps:
+    """``weights[layer, head, query, key]`` for ``tokens``; ``causal`` if the model masks the future.
+
+    float32 when that fits the memory budget, float16 for long inputs.
+
+    ``dropped`` counts the tokens cut from the end of a text longer than the model's context.
+    """
+
+    tokens: list[str]
+    weights: np.ndarray
+    causal: bool
+    model: str
+    dropped: int = 0
+
+    @property
+    def shape(self) -> tuple:
+        return self.weights.shape
+
+
+@contextmanager
+def eager_attention(model):
+    """Use eager attention (the only kind that returns weights) for this call, then restore the original.
+
+    The model is not reloaded; callers hold it exclusively (ModelCache.use), so no generation sees it switched.
+    """
+    original = model.config._attn_implementation
+    with _switch_lock:
+        if original != "eager":
+            model.set_attn_implementation("eager")
+        try:
+            yield
+        finally:
+            if original != "eager":
+                model.set_attn_implementation(original)
+
+
+def estimate_bytes(layers: int, heads: int, n: int, itemsize: int = 2) -> int:
+    """Memory the maps take: every layer and head kept, plus one layer's float32 softmax at work."""
+    return layers * heads * n * n * itemsize + 3 * heads * n * n * 4
+
+
+def _attention_modules(model):
+    """The modules whose output carries the attention weights, and the index of the weights in it."""
+    from transformers.utils.output_capturing import OutputRecorder
+
+    target = (getattr(model, "_can_record_outputs", None) or {}).get("attentions")
+    if target is None:
+        return [], 1
+    cls, index = (target.target_class, target.index) if isinstance(target, OutputRecorder) else (target, 1)
+    return [m for m in model.modules() if isinstance(m, cls)], index
+
+
+def extract(model, tokenizer, text: str, name: str = "", budget_bytes: int = 3 * 2**30) -> AttentionMaps:
+    """Run one eager forward pass and keep every layer's and head's attention weights.
+
+    Each layer's weights are taken as the layer finishes (a hook), stored as float32 if all of them fit
+    ``budget_bytes`` and as float16 otherwise, so 2,048 tokens of a 30-layer, 9-head model take about 2.3 GB. Grouped-query models return one map
+    per query head (the key/value heads are shared, not the maps).
+    """
+    import torch
+
+    if not text.strip():
+        raise AigcError("There is no text to look at.", "Write the text in the cell body.")
+    limit = getattr(model.config, "max_position_embeddings", None) or 2048
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    dropped = max(0, ids.shape[-1] - limit)
+    inputs = tokenizer(text, return_tensors="pt", truncation=True, max_length=limit).to(model.device)
+    n = int(inputs["input_ids"].shape[-1])
+    config = model.config
+    layers = getattr(config, "num_hidden_layers", 1)
+    heads = getattr(config, "num_attention_heads", 1)
+    keep_dtype = torch.float32 if estimate_bytes(layers, heads, n, 4) <= budget_bytes else torch.float16
+    need = estimate_bytes(layers, heads, n)
+    if need > budget_bytes:
+        fits = int(((budget_bytes) / (layers * heads * 2 + 12 * heads)) ** 0.5)
+        raise AigcError(f"The attention maps of {n} tokens need about {need / 2**30:.1f} GB "
+                        f"({layers} layers × {heads} heads × {n}²), over the {budget_bytes / 2**30:g} GB budget.",
+                        f"Shorten the text to about {fits} tokens, or raise `%config AigcConfig.attention_budget_gb`.")
+    modules, index = _attention_modules(model)
+    captured: list[np.ndarray] = []
+
+    def keep(module, args, output):
+        weights = output[index] if isinstance(output, tuple) and len(output) > index else None
+        if weights is None:
+            return output
+        captured.append(weights[0].to(keep_dtype).cpu().numpy())
+        return output[:index] + (None,) + output[index + 1:]
+
+    handles = [m.register_forward_hook(keep) for m in modules]
+    try:
+        with torch.inference_mode(), eager_attention(model):
+            output = model(**inputs, output_attentions=not modules)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not modules and getattr(output, "attentions", None) and output.attentions[0] is not None:
+        captured = [a[0].to(keep_dtype).cpu().numpy() for a in output.attentions]
+    if not captured:
+        raise AigcError(f"{name or 'This model'} returned no attention weights.",
+                        "Use a transformers model whose attention layers support output_attentions.")
+    tokens = [tokenizer.decode([i]) for i in inputs["input_ids"][0].tolist()]
+    return AttentionMaps(tokens=tokens, weights=np.stack(captured), causal=is_causal(model), model=name,
+                         dropped=dropped)
+
+
+def attention_maps(session, text: str, model=None) -> AttentionMaps:
+    """The maps of ``text`` on a local model (a name or a ModelRef), from the cached copy, never a second one.
+
+    The model is held exclusively while its attention implementation is switched, so no generation in
+    another cell sees it half-changed.
+    """
+    from ..core.models import ModelRef
+
+    ref = model if isinstance(model, ModelRef) else session.resolve(model)
+    engine, ref = session.registry.serving(ref, ATTENTION)
+    budget = int(session.config.attention_budget_gb * 2**30)
+    with engine.use(ref, exclusive=True) as (network, tokenizer):
+        return extract(network, tokenizer, text, ref.name, budget)
+
+
+def conversation_text(session, ref, request, answer: str) -> str:
+    """Prompt + answer as the model saw them: through its chat template, or joined for plain completions."""
+    engine, ref = session.registry.serving(ref, ATTENTION)
+    messages = request.messages + [{"role": "assistant", "content": answer}]
+    if request.raw:
+        return request.prompt_text() + answer
+    with engine.use(ref) as (_, tokenizer):
+        if not tokenizer.chat_template:
+            return "\n\n".join(m["content"] for m in messages)
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def mean_over_heads(weights: np.ndarray) -> np.ndarray:
+    """``[layer, query, key]``: each layer's heads averaged."""
+    return weights.mean(axis=1, dtype=np.float32)
+
+
+def rollout(weights: np.ndarray) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020): residual-adjusted head means multiplied across layers."""
+    n = weights.shape[-1]
+    result = np.eye(n, dtype=np.float64)
+    for layer in mean_over_heads(weights).astype(np.float64):
+        adjusted = 0.5 * layer + 0.5 * np.eye(n)
+        adjusted /= adjusted.sum(axis=-1, keepdims=True)
+        result = adjusted @ result
+    return result.astype(np.float32)
+
+
+def quantize(matrix: np.ndarray) -> tuple[bytes, float]:
+    """8-bit bytes of ``matrix`` scaled to its maximum, and that maximum (value ≈ byte / 255 * max)."""
+    matrix = matrix.astype(np.float32, copy=False)
+    top = float(matrix.max()) or 1.0
+    return np.round(matrix / top * 255).astype(np.uint8).tobytes(), top
+
+
+def downsample(matrix: np.ndarray, size: int = THUMB_SIZE) -> np.ndarray:
+    """A ``size``×``size`` max-pooled picture of an N×N map (unchanged when N ≤ size)."""
+    n = matrix.shape[-1]
+    if n <= size:
+        return matrix
+    edges = np.linspace(0, n, size + 1).astype(int)
+    rows = np.maximum.reduceat(matrix, edges[:-1], axis=-2)
+    return np.maximum.reduceat(rows, edges[:-1], axis=-1)
+
+
+def thumbnails(maps: AttentionMaps, layers: list[int], heads: list[int], size: int = THUMB_SIZE) -> tuple[bytes, list]:
+    """Every selected head (then each layer's mean, then the rollout) as 8-bit thumbnails, one buffer.
+
+    Each thumbnail is scaled to its own maximum so weak and strong heads are both visible.
+    """
+    pictures = [maps.weights[layer, head] for layer in layers for head in heads]
+    means = mean_over_heads(maps.weights)
+    pictures += [means[layer] for layer in layers] + [rollout(maps.weights[layers])]
+    side = min(size, maps.weights.shape[-1])
+    chunks, scales = [], []
+    for picture in pictures:
+        data, top = quantize(downsample(picture, size))
+        chunks.append(data)
+        scales.append(top)
+    return b"".join(chunks), [side, scales]
+
+
+def head_matrix(maps: AttentionMaps, layer: int, head: int) -> tuple[bytes, float]:
+    """One full N×N map as 8-bit bytes: head ≥ 0 is a head, head == -1 the layer's mean, layer == -1 the rollout."""
+    if layer == -1:
+        return quantize(rollout(maps.weights))
+    if head == -1:
+        return quantize(mean_over_heads(maps.weights)[layer])
+    return quantize(maps.weights[layer, head])
+
+
+def parse_range(text: str | None, count: int, what: str) -> list[int]:
+    """'0-3,7' → [0, 1, 2, 3, 7], checked against ``count``; None → all."""
+    if not text:
+        return list(range(count))
+    picked: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            picked += list(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise AigcError(f"--{what} '{text}' is not a list of numbers.", f"Use e.g. --{what} 0-3,7.") from None
+    bad = [i for i in picked if not 0 <= i < count]
+    if bad:
+        raise AigcError(f"--{what} {bad[0]} is out of range: the model has {count} {what}.",
+                        f"Use numbers from 0 to {count - 1}.")
+    return sorted(set(picked))

@@ -1,0 +1,193 @@
+"""TextRunner: every completion of every variant, fanned out over engines (bounded per model), into a view.
+
+Each of a variant's ``n`` completions is its own request (seed + i), so engines with parallel slots
+(llama.cpp, servers) run them together; ``engine.parallel(ref)`` bounds how many run at once per model.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, replace
+
+from ..core.errors import AigcError
+from ..core.keys import redact
+from ..core.models import ModelRef
+from ..core.registry import Registry
+from ..core.types import Chunk, Request, Response
+
+UPDATE_INTERVAL = 0.05  # the view redraws at most 20 times a second
+SETTLE = 0.8  # after Stop, how long the runner waits for engines to hand in their last chunks
+_DONE = object()
+
+
+@dataclass
+class Variant:
+    """One column group: a model and a request (``n`` completions become ``n`` columns)."""
+
+    ref: ModelRef
+    request: Request
+    title: str = ""
+
+
+@dataclass
+class Completion:
+    column: int
+    variant: Variant
+    request: Request
+
+
+def completions(variants: list[Variant]) -> list[Completion]:
+    out = []
+    for variant in variants:
+        n = variant.request.n
+        for i in range(n):
+            seed = None if variant.request.seed is None else variant.request.seed + i
+            out.append(Completion(len(out), variant, replace(variant.request, n=1, seed=seed)))
+    return out
+
+
+def column_titles(variants: list[Variant]) -> list[str]:
+    titles = []
+    for variant in variants:
+        n = variant.request.n
+        titles += [" ".join(filter(None, [variant.title, f"#{i + 1}" if n > 1 else ""])) for i in range(n)]
+    return titles
+
+
+class TextRunner:
+    """Runs variants to the end, or until ``cancel``; the view gets chunks as they come."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self._limits: dict[str, threading.Semaphore] = {}
+        self._lock = threading.Lock()
+
+    def _limit(self, engine, ref: ModelRef) -> threading.Semaphore:
+        key = f"{engine.name}:{ref.source}:{ref.base_url}"
+        with self._lock:
+            if key not in self._limits:
+                self._limits[key] = threading.BoundedSemaphore(engine.parallel(ref))
+            return self._limits[key]
+
+    def run(self, variants: list[Variant], view, cancel: threading.Event, key_env: str | None = None) -> list[Response]:
+        jobs = completions(variants)
+        responses = [self._blank(job) for job in jobs]
+        view.start(column_titles(variants))
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        start = time.perf_counter()
+        for job in jobs:
+            threading.Thread(target=self._produce, args=(job, cancel, key_env, events), daemon=True,
+                             name=f"aigc-completion-{job.column}").start()
+        active = len(jobs)
+        counted = [0] * len(jobs)  # content chunks: the token count of servers that report no usage
+        settle_until = None
+        while active:
+            if cancel.is_set():
+                settle_until = settle_until or time.monotonic() + SETTLE
+                if time.monotonic() > settle_until:
+                    break  # an engine stuck in a call that cannot be cancelled: the cell ends anyway
+            try:
+                column, item = events.get(timeout=UPDATE_INTERVAL)
+            except queue.Empty:
+                view.flush()
+                continue
+            if item is _DONE:
+                active -= 1
+                self._ended(responses[column], cancel, time.perf_counter() - start, counted[column])
+            else:
+                counted[column] += bool(getattr(item, "text", ""))
+                self._apply(responses[column], column, item, view, time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        for column, response in enumerate(responses):
+            if response.finish_reason == "running":
+                self._ended(response, cancel, elapsed, counted[column])
+            self._parse(response, jobs[column].request)
+            view.finish_column(column, response)
+        view.metadata = {"responses": [r.metadata() for r in responses]}
+        view.finish()
+        return responses
+
+    def _produce(self, job: Completion, cancel, key_env, events: queue.SimpleQueue) -> None:
+        ref = job.variant.ref
+        try:
+            engine = self.registry.engine(ref)
+            limit = self._limit(engine, ref)
+            while not limit.acquire(timeout=UPDATE_INTERVAL):
+                if cancel.is_set():
+                    return
+            try:
+                if not cancel.is_set():
+                    for chunk in engine.stream(job.request, ref, cancel, key_env):
+                        events.put((job.column, chunk))
+            finally:
+                limit.release()
+        except AigcError as exc:
+            events.put((job.column, exc))
+        except Exception as exc:  # an unexpected failure still keeps the partial text
+            events.put((job.column, AigcError(redact(f"{type(exc).__name__}: {exc}"), "")))
+        finally:
+            events.put((job.column, _DONE))
+
+    @staticmethod
+    def _blank(job: Completion) -> Response:
+        params = job.variant.request.params()
+        params["seed"] = job.request.seed
+        if job.variant.ref.base_url:
+            params["base_url"] = redact(job.variant.ref.base_url)
+        return Response(text="", model=job.variant.ref.name, engine=job.variant.ref.engine, params=params,
+                        finish_reason="running")
+
+    @staticmethod
+    def _apply(response: Response, column: int, item, view, now: float) -> None:
+        if isinstance(item, AigcError):
+            response.error = str(item)
+            response.finish_reason = "incomplete" if response.text else "error"
+            response.elapsed = now
+            return
+        chunk: Chunk = item
+        if chunk.text and response.ttft is None:
+            response.ttft = now
+        if chunk.text or chunk.tokens:
+            response.text += chunk.text
+            response.tokens.extend(chunk.tokens)
+            view.append(column, chunk.text, chunk.tokens)
+        if chunk.usage:
+            response.usage = dict(chunk.usage)
+        if chunk.finish_reason and response.finish_reason == "running":
+            response.finish_reason = chunk.finish_reason
+            response.elapsed = now
+
+    @staticmethod
+    def _ended(response: Response, cancel: threading.Event, now: float, counted: int) -> None:
+        """The completion's stream is over: a stream that ended without saying why is cut off."""
+        if response.elapsed == 0:
+            response.elapsed = now
+        if response.finish_reason == "running":
+            response.finish_reason = "stopped" if cancel.is_set() else "incomplete"
+            if not cancel.is_set() and not response.error:
+                response.error = "The stream ended before the answer was finished: it is cut off."
+        if response.usage.get("completion_tokens") is None and counted:
+            response.usage = {**response.usage, "completion_tokens": counted, "counted": True}
+        if not response.text and not response.error and response.finish_reason in ("stop", "length"):
+            response.error = (f"The model returned an empty answer (finish reason '{response.finish_reason}', "
+                              f"{response.usage.get('completion_tokens', 0)} tokens).")
+
+    @staticmethod
+    def _parse(response: Response, request: Request) -> None:
+        """With a schema, the answer must be JSON that follows it; ``parsed`` holds the object."""
+        if request.schema is None or response.finish_reason in ("error", "stopped"):
+            return
+        try:
+            response.parsed = json.loads(response.text)
+        except ValueError as exc:
+            response.error = response.error or f"The answer is not valid JSON ({exc})."
+            return
+        import jsonschema
+
+        try:
+            jsonschema.validate(response.parsed, request.schema)
+        except jsonschema.ValidationError as exc:
+            response.error = f"The answer does not follow the schema: {exc.message}."
