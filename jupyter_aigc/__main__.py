@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 
-def stream_in_terminal(prompt: str, options: str) -> None:
-    """Run one %%gpt cell in an IPython shell: the answer streams here with rich."""
+def stream_in_terminal(prompt: str, options: str) -> bool:
+    """Run one %%gpt cell in an IPython shell: the answer streams here with rich. True if it worked."""
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "jupyter_aigc")
-    shell.run_cell_magic("gpt", options, prompt)
+    return shell.run_cell(f"%%gpt {options}\n{prompt}").success
 
 
 def run_notebook(path: Path, out_dir: Path) -> Path:
@@ -34,17 +34,6 @@ def run_notebook(path: Path, out_dir: Path) -> Path:
     return target
 
 
-def check_llama() -> None:
-    """Generate one token with llama.cpp on the default GGUF (a crash here means a bad build for this CPU)."""
-    from llama_cpp import Llama
-
-    from .models import default_gguf
-
-    llm = Llama(model_path=str(default_gguf()), n_ctx=256, verbose=False)
-    llm.create_completion("The capital of France is", max_tokens=1)
-    print("llama.cpp OK")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jupyter_aigc")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,13 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--options", default="--temperature 0 --max-tokens 64")
     demo.add_argument("--notebook", default="examples/01_quickstart.ipynb")
     demo.add_argument("--out", default="examples/out")
-    sub.add_parser("check-llama", help="check that llama-cpp-python runs the default GGUF on this CPU")
     args = parser.parse_args(argv)
-    if args.command == "check-llama":
-        check_llama()
-        return 0
     print(f"%%gpt {args.options}\n{args.prompt}\n")
-    stream_in_terminal(args.prompt, args.options)
+    if not stream_in_terminal(args.prompt, args.options):
+        return 1
     notebook = Path(args.notebook)
     if notebook.is_file():
         print(f"\nExecuting {notebook} in a real kernel…")

@@ -2,5 +2,5 @@
 # Command 1: install jupyter-aigc with the embedded default model and run the main job on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh smollm2
+bash scripts/install.sh
 python -m jupyter_aigc demo "$@"

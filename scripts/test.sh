@@ -3,7 +3,7 @@
 # the JupyterLab extension's TypeScript unit tests, then pytest (unit, kernel, server, browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh smollm2,test
+bash scripts/install.sh test
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium

@@ -3,9 +3,29 @@
  * No JupyterLab imports, so it is unit-tested in Node.
  */
 
+import spec from './spec.json';
+
+/**
+ * Magic names, switches and the placeholder rule come from `jupyter_aigc/spec.json`, the file the kernel
+ * reads too (copied next to this file at build time): a new magic is highlighted without touching this code.
+ */
+interface SpecOption {
+  flags: string[];
+  switch?: boolean;
+  group?: string;
+}
+interface Spec {
+  placeholder: string;
+  groups: Record<string, SpecOption[]>;
+  magics: Record<string, { kind: string; prompt: boolean; options: SpecOption[] }>;
+}
+const SPEC = spec as Spec;
+
 /** Cell magics whose body is a prompt (prose), not Python. */
-export const PROMPT_MAGICS = ['gpt', 'aigc_image', 'aigc_attention'] as const;
-export type PromptMagic = (typeof PROMPT_MAGICS)[number];
+export const PROMPT_MAGICS: readonly string[] = Object.entries(SPEC.magics)
+  .filter(([, magic]) => magic.kind === 'cell' && magic.prompt)
+  .map(([name]) => name);
+export type PromptMagic = string;
 
 /** A piece of the first line: the magic name, an option flag, or an option's value. */
 export interface LineToken {
@@ -24,8 +44,20 @@ export interface MagicLine {
   bodyStart: number;
 }
 
+function expand(options: SpecOption[]): SpecOption[] {
+  return options.flatMap(option => (option.group ? expand(SPEC.groups[option.group]) : [option]));
+}
+
 /** Flags that take no value (everything else takes the next word). */
-const SWITCHES = new Set(['--logprobs', '--no-stream', '--new', '--raw', '--attention', '-h', '--help']);
+const SWITCHES = new Set([
+  '-h',
+  '--help',
+  ...Object.values(SPEC.magics).flatMap(magic =>
+    expand(magic.options)
+      .filter(option => option.switch)
+      .flatMap(option => option.flags)
+  )
+]);
 
 /** Split a line like a POSIX shell would (quotes group, backslash escapes), keeping offsets. */
 export function splitWords(line: string, offset = 0): { text: string; from: number; to: number }[] {
@@ -65,7 +97,7 @@ export function parseMagicLine(source: string): MagicLine | null {
   const newline = source.indexOf('\n');
   const line = newline < 0 ? source : source.slice(0, newline);
   const match = /^%%(\w+)(?=\s|$)/.exec(line);
-  if (!match || !(PROMPT_MAGICS as readonly string[]).includes(match[1])) {
+  if (!match || !PROMPT_MAGICS.includes(match[1])) {
     return null;
   }
   const tokens: LineToken[] = [{ kind: 'magic', text: match[0], from: 0, to: match[0].length }];
@@ -96,7 +128,7 @@ export function parseMagicLine(source: string): MagicLine | null {
     }
   }
   return {
-    magic: match[1] as PromptMagic,
+    magic: match[1],
     tokens,
     options,
     bodyStart: newline < 0 ? source.length : newline + 1
@@ -110,17 +142,18 @@ export interface Placeholder {
   to: number;
 }
 
-const PLACEHOLDER = /\{\{[^{}]*\}\}|\{([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*|\[-?\d+\])*)\}/g;
+/** The kernel's rule: group 1 is a `{{literal}}` escape, group 2 the name, group 3 its `.attr`/`[i]` path. */
+const PLACEHOLDER = new RegExp(SPEC.placeholder, 'g');
 
 /** The placeholders the kernel would try to fill, with offsets relative to ``offset``. */
 export function findPlaceholders(text: string, offset = 0): Placeholder[] {
   const found: Placeholder[] = [];
   for (const match of text.matchAll(PLACEHOLDER)) {
-    if (match[1] === undefined) {
+    if (match[2] === undefined) {
       continue;
     }
     const from = (match.index ?? 0) + offset;
-    found.push({ name: match[1] + (match[2] ?? ''), from, to: from + match[0].length });
+    found.push({ name: match[2] + (match[3] ?? ''), from, to: from + match[0].length });
   }
   return found;
 }
