@@ -1,61 +1,47 @@
-"""B2: model acquisition. Warm hit (second cell) ÷ first load, and cold start of the default model in a
-fresh process from the converted safetensors folder ÷ loading the GGUF through transformers."""
+"""B2: model acquisition. Cold start of the default %%gpt in a fresh process (import, %load_ext, the model
+part of the first cell), and a warm hit (second cell) ÷ the first load. Conversion is done once beforehand."""
 
-import statistics
 import subprocess
 import sys
-import time
 
 from _common import report
 
 COLD = """
-import time
+import sys, time
 t0 = time.perf_counter()
-import jupyter_aigc, torch, transformers
-from jupyter_aigc.backends.local_text import LocalTextBackend
-from jupyter_aigc.cache import ModelCache
-from jupyter_aigc.models import resolve
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+shell.run_line_magic("load_ext", "jupyter_aigc")
 t1 = time.perf_counter()
-backend = LocalTextBackend(ModelCache(2**34))
-spec = resolve("SmolLM2-135M-Instruct", {})
-backend.load(spec)
+session = shell._jupyter_aigc_session
+ref = session.resolve(None)
+engine = session.registry.engine(ref)
+engine.prepare(ref)
 t2 = time.perf_counter()
 start = time.perf_counter_ns()
-backend.load(spec)
+engine.prepare(ref)
 warm = (time.perf_counter_ns() - start) / 1e9
-print(t1 - t0, t2 - t1, warm)
-"""
-GGUF = """
-import time
-import torch, transformers
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from jupyter_aigc.models import default_gguf
-path = default_gguf()
-t = time.perf_counter()
-AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
-print(time.perf_counter() - t)
+print(t1 - t0, t2 - t1, warm, int("torch" in sys.modules))
 """
 
 
-def run(code: str) -> list[float]:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return [float(x) for x in out.split()[-3:]] if code is COLD else [float(out.split()[-1])]
+def run() -> list[float]:
+    out = subprocess.run([sys.executable, "-c", COLD], capture_output=True, text=True, check=True).stdout
+    return [float(x) for x in out.split()[-4:]]
 
 
 def main() -> None:
-    run(COLD)  # converts the GGUF once if this machine has not yet
-    imports, cold, warm = [], [], []
+    run()  # makes the F16 copy once if this machine has not yet
+    loads, models, warms, torch = [], [], [], []
     for _ in range(5):
-        i, c, w = run(COLD)
-        imports.append(i), cold.append(c), warm.append(w)
-    gguf = [run(GGUF)[0] for _ in range(2)]
-    report("imports (torch, transformers, jupyter_aigc) s", imports)
-    cold_s = report("cold load from the converted folder s", cold)
-    warm_s = report("warm hit s", warm)
-    gguf_s = report("GGUF through transformers s", gguf)
-    print(f"warm hit / first load: {warm_s / cold_s:.2e}")
-    print(f"ratio: {gguf_s / cold_s:.1f}")
+        load, model, warm, with_torch = run()
+        loads.append(load), models.append(model), warms.append(warm), torch.append(with_torch)
+    report("import + %load_ext s", loads)
+    cold = report("cold start, model part of the first default %%gpt s", models)
+    warm = report("warm hit s", warms)
+    print(f"torch imported: {'yes' if any(torch) else 'no'}")
+    print(f"warm hit / first load: {warm / cold:.2e}")
+    print(f"ratio: {cold:.3f}")
 
 
 if __name__ == "__main__":

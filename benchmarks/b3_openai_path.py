@@ -1,4 +1,4 @@
-"""B3: %%gpt against llama-cpp-python's OpenAI-compatible server ÷ the raw openai client streaming from it.
+"""B3: %%gpt against llama.cpp's own OpenAI-compatible server (xllamacpp) ÷ the raw openai client streaming from it.
 Both run in the same real kernel, alternating; tokens/s and time to first token."""
 
 import sys
@@ -26,9 +26,10 @@ def _raw():
 
 
 def main() -> None:
-    from jupyter_aigc.models import default_gguf
+    from jupyter_aigc.core.convert import f16_gguf
+    from jupyter_aigc.core.models import default_gguf
 
-    server = start_llama_server(default_gguf())
+    server = start_llama_server(f16_gguf(default_gguf()))
     url, _ = next(server)
     kernel = start_kernel()
     kernel.run(RAW.format(url=url, prompt=PROMPT))

@@ -34,9 +34,7 @@ def main() -> None:
     session = shell._jupyter_aigc_session
     line = f"-m {folder} --size 256x256 --steps 20 --seed 1 -o images"
     shell.run_cell_magic("aigc_image", line, "a lighthouse")
-    from jupyter_aigc.models import resolve
-
-    pipe = session.local_images.load(resolve(str(folder), {}))
+    pipe = session.engines["diffusers"].load(session.resolve(str(folder), kind="image"))
 
     def direct() -> float:
         start = time.perf_counter()

@@ -26,25 +26,65 @@ MAX_CONTEXT = 8192
 TOP_ALTERNATIVES = 5
 
 
+FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+              12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+              32: "BF16"}
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def gguf_metadata(path: Path) -> dict:
+    """The scalar key/value metadata of a GGUF file, read from its header (arrays such as the vocabulary are
+    skipped, so this takes milliseconds where gguf.GGUFReader takes seconds)."""
+    import struct
+
+    with open(path, "rb") as f:
+        def read(fmt: str):
+            size = struct.calcsize("<" + fmt)
+            data = f.read(size)
+            if len(data) != size:
+                raise ValueError("the file ends inside its header")
+            return struct.unpack("<" + fmt, data)[0]
+
+        def string() -> bytes:
+            return f.read(read("Q"))
+
+        if f.read(4) != b"GGUF":
+            raise ValueError("it does not start with the GGUF magic number")
+        version = read("I")
+        if version < 2:
+            raise ValueError(f"GGUF version {version} is too old")
+        read("Q")
+        metadata = {}
+        for _ in range(read("Q")):
+            key = string().decode("utf-8", "replace")
+            kind = read("I")
+            if kind in _SCALARS:
+                metadata[key] = read(_SCALARS[kind])
+            elif kind == 8:
+                metadata[key] = string().decode("utf-8", "replace")
+            elif kind == 9:
+                item, count = read("I"), read("Q")
+                if item == 8:
+                    for _ in range(count):
+                        f.seek(read("Q"), 1)
+                elif item in _SCALARS:
+                    f.seek(count * struct.calcsize("<" + _SCALARS[item]), 1)
+                else:
+                    raise ValueError(f"unsupported array type {item}")
+            else:
+                raise ValueError(f"unknown value type {kind}")
+    return metadata
+
+
 def gguf_shape(path: Path) -> dict:
-    """Context length and the KV-cache geometry from a GGUF file's metadata (memory-mapped, no weights read)."""
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    arch = reader.fields["general.architecture"].contents()
-
-    def value(key: str, default=0):
-        field = reader.fields.get(f"{arch}.{key}")
-        return field.contents() if field is not None else default
-
-    heads = value("attention.head_count", 1)
-    heads = max(heads) if isinstance(heads, list) else heads
-    kv_heads = value("attention.head_count_kv", heads)
-    kv_heads = max(kv_heads) if isinstance(kv_heads, list) else kv_heads
-    embedding = value("embedding_length", 0)
-    head_dim = value("attention.key_length", 0) or (embedding // heads if heads else 0)
-    return {"context": value("context_length", MAX_CONTEXT), "layers": value("block_count", 0),
-            "kv_width": kv_heads * head_dim}
+    """Context length and the KV-cache geometry of a GGUF model."""
+    meta = gguf_metadata(path)
+    arch = meta.get("general.architecture", "llama")
+    heads = meta.get(f"{arch}.attention.head_count", 1)
+    kv_heads = meta.get(f"{arch}.attention.head_count_kv", heads)
+    head_dim = meta.get(f"{arch}.attention.key_length") or meta.get(f"{arch}.embedding_length", 0) // max(heads, 1)
+    return {"context": meta.get(f"{arch}.context_length", MAX_CONTEXT), "layers": meta.get(f"{arch}.block_count", 0),
+            "kv_width": kv_heads * head_dim, "dtype": FILE_TYPES.get(meta.get("general.file_type"), "GGUF")}
 
 
 class LlamaCppEngine:
@@ -112,8 +152,7 @@ class LlamaCppEngine:
                 signal.signal(signal.SIGINT, handler)  # llama.cpp installs its own; Kernel → Interrupt needs ours
         holder = [server]
         kv_bytes = params.n_ctx * shape["layers"] * shape["kv_width"] * 2 * 2  # K and V, f16
-        return Loaded(value=holder, nbytes=path.stat().st_size + kv_bytes, device="cpu",
-                      dtype=path.stem.split(".")[-1] if path.name != "model.gguf" else "F16",
+        return Loaded(value=holder, nbytes=path.stat().st_size + kv_bytes, device="cpu", dtype=shape["dtype"],
                       engine=self.name, close=holder.clear)
 
     def stream(self, request: Request, ref: ModelRef, cancel: threading.Event,
