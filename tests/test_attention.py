@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from jupyter_aigc.tasks.attention import (downsample, eager_attention, extract, head_matrix, parse_range, quantize,
+from jupyter_aigc.tasks.attention import (AttentionMaps, downsample, eager_attention, extract, head_matrix, parse_range, quantize,
                                     rollout, thumbnails)
 from jupyter_aigc.core.errors import AigcError
 
@@ -108,14 +108,11 @@ def test_packing_is_small_and_8_bit():
     raw = np.tril(raw)
     raw /= raw.sum(-1, keepdims=True)
 
-    class Maps:
-        weights = raw
-        tokens = ["t"] * n
-
-    data, (side, scales) = thumbnails(Maps, list(range(30)), list(range(9)))
+    maps = AttentionMaps.from_weights(raw, ["t"] * n, causal=True)
+    data, (side, scales) = thumbnails(maps, list(range(30)), list(range(9)))
     assert side == 64 and len(data) == (30 * 9 + 30 + 1) * 64 * 64
     assert len(data) <= 2 * 2**20, "first view under 2 MB"
-    full, top = head_matrix(Maps, 3, 4)
+    full, top = head_matrix(maps, 3, 4)
     assert len(full) == n * n and top == pytest.approx(raw[3, 4].max())
     bertviz_json = raw.size * len("0.123456, ")
     assert bertviz_json / len(data) > 300
@@ -130,7 +127,7 @@ def test_quantize_downsample_and_rollout():
     small = downsample(big, 64)
     assert small.shape == (64, 64) and small[50, 1] == 1.0, "max pooling keeps a single strong link"
     w = np.tile(np.eye(4, dtype=np.float32), (2, 3, 1, 1))
-    np.testing.assert_allclose(rollout(w), np.eye(4), atol=1e-6)
+    np.testing.assert_allclose(rollout(AttentionMaps.from_weights(w, ["t"] * 4, causal=True)), np.eye(4), atol=1e-6)
 
 
 def test_range_parsing_and_errors():
@@ -171,3 +168,44 @@ def test_gpt_attention_opens_the_view_of_prompt_and_answer(shell, tiny_model, ca
     run_cell(shell, "gpt", f"-m {tiny_model} --temperature 0 --max-tokens 4 --attention -o answer --new", "hi")
     out = capsys.readouterr()
     assert "AttentionView" in out.out and "Traceback" not in out.out + out.err
+
+
+def test_long_text_is_cut_to_the_context_and_says_so(shell, tiny_model, capsys):
+    words = " ".join(["hello world"] * 3000)
+    result = run_cell(shell, "aigc_attention", f"-m {tiny_model} -o view", words)
+    assert result.success
+    view = shell.user_ns["view"]
+    err = capsys.readouterr().err
+    assert len(view.tokens) == 4096, "the tiny model's context"
+    assert f"the view shows the first 4096 (the model's context)" in err and "tokens" in err
+
+
+def test_an_input_over_the_memory_budget_is_refused_with_an_estimate(shell, tiny_model, capsys):
+    shell.run_line_magic("config", "AigcConfig.attention_budget_gb = 0.1")
+    result = run_cell(shell, "aigc_attention", f"-m {tiny_model}", " ".join(["hello world"] * 2000))
+    err = capsys.readouterr().err
+    assert not result.success and "GB with the model" in err and "over the 0.1 GB budget" in err
+    assert "Shorten the text to about" in err and "attention_budget_gb" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_2048_tokens_of_the_default_model_peak_under_3_gb(tmp_path):
+    """In a process of its own: the peak resident memory of the attention view of 2,048 tokens."""
+    import subprocess
+    import sys
+
+    code = """
+import resource
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance(); ip.run_line_magic("load_ext", "jupyter_aigc")
+import jupyter_aigc
+s = jupyter_aigc.get_session()
+with s.engines["transformers"].use(s.resolve(None, engine="transformers")) as (_, tok):
+    ids = tok(" ".join(["The keeper wrote down every ship, every storm and every quiet night."] * 200))["input_ids"]
+view = jupyter_aigc.attention_view(tok.decode(ids[:2048]))
+print(len(view.tokens), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    tokens, peak_kb = out.stdout.split()[-2:]
+    assert int(tokens) == 2048, out.stderr[-2000:]
+    assert int(peak_kb) / 2**20 < 3.0, f"peak {int(peak_kb) / 2**20:.2f} GB"

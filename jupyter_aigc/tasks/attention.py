@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.cache import module_bytes
 from ..core.errors import AigcError
 from ..engines.base import ATTENTION
 from ..engines.transformers import is_causal
@@ -16,24 +16,56 @@ THUMB_SIZE = 64
 _switch_lock = threading.Lock()
 
 
-@dataclass
 class AttentionMaps:
-    """``weights[layer, head, query, key]`` for ``tokens``; ``causal`` if the model masks the future.
+    """Every layer's and head's attention map of ``tokens``; ``causal`` if the model masks the future.
 
-    float32 when that fits the memory budget, float16 for long inputs.
-
+    Causal maps are stored as their lower triangle only (the rest is zero), float32 when that fits the
+    memory budget and float16 for long inputs; ``head``, ``layer_mean`` and ``weights`` unpack on demand.
     ``dropped`` counts the tokens cut from the end of a text longer than the model's context.
     """
 
-    tokens: list[str]
-    weights: np.ndarray
-    causal: bool
-    model: str
-    dropped: int = 0
+    def __init__(self, tokens: list[str], stored: np.ndarray, causal: bool, model: str = "", dropped: int = 0):
+        self.tokens, self.stored, self.causal, self.model, self.dropped = tokens, stored, causal, model, dropped
+        self.n = len(tokens)
+
+    @classmethod
+    def from_weights(cls, weights: np.ndarray, tokens: list[str], causal: bool, model: str = "") -> "AttentionMaps":
+        """Maps from full ``[layer, head, query, key]`` weights."""
+        return cls(tokens, pack(weights, causal), causal, model)
 
     @property
     def shape(self) -> tuple:
-        return self.weights.shape
+        return (*self.stored.shape[:2], self.n, self.n)
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        """One head's ``[query, key]`` map, float32."""
+        return unpack(self.stored[layer, head], self.n, self.causal)
+
+    def layer_mean(self, layer: int) -> np.ndarray:
+        """``[query, key]``: one layer's heads averaged (float32), one layer at a time."""
+        return unpack(self.stored[layer].mean(axis=0, dtype=np.float32), self.n, self.causal)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """All maps as float32 ``[layer, head, query, key]`` (allocated on each call)."""
+        layers, heads = self.stored.shape[:2]
+        return np.stack([np.stack([self.head(layer, head) for head in range(heads)]) for layer in range(layers)])
+
+
+def pack(weights: np.ndarray, causal: bool) -> np.ndarray:
+    """The lower triangle of each causal map (``[..., n(n+1)/2]``), or the maps as they are."""
+    if not causal:
+        return weights
+    rows, cols = np.tril_indices(weights.shape[-1])
+    return weights[..., rows, cols]
+
+
+def unpack(stored: np.ndarray, n: int, causal: bool) -> np.ndarray:
+    if not causal:
+        return stored.astype(np.float32)
+    full = np.zeros((n, n), dtype=np.float32)
+    full[np.tril_indices(n)] = stored
+    return full
 
 
 @contextmanager
@@ -53,9 +85,11 @@ def eager_attention(model):
                 model.set_attn_implementation(original)
 
 
-def estimate_bytes(layers: int, heads: int, n: int, itemsize: int = 2) -> int:
-    """Memory the maps take: every layer and head kept, plus one layer's float32 softmax at work."""
-    return layers * heads * n * n * itemsize + 3 * heads * n * n * 4
+def estimate_bytes(layers: int, heads: int, n: int, itemsize: int = 2, causal: bool = True) -> int:
+    """Memory the maps take: every layer and head kept (a causal map's lower triangle), plus one layer's
+    float32 softmax at work."""
+    kept = n * (n + 1) // 2 if causal else n * n
+    return layers * heads * kept * itemsize + 4 * heads * n * n * 4
 
 
 def _attention_modules(model):
@@ -88,21 +122,29 @@ def extract(model, tokenizer, text: str, name: str = "", budget_bytes: int = 3 *
     config = model.config
     layers = getattr(config, "num_hidden_layers", 1)
     heads = getattr(config, "num_attention_heads", 1)
-    keep_dtype = torch.float32 if estimate_bytes(layers, heads, n, 4) <= budget_bytes else torch.float16
-    need = estimate_bytes(layers, heads, n)
+    causal = is_causal(model)
+    held = module_bytes(model)  # the budget covers the model and the maps
+    keep_dtype = torch.float32 if held + estimate_bytes(layers, heads, n, 4, causal) <= budget_bytes else torch.float16
+    need = held + estimate_bytes(layers, heads, n, 2, causal)
     if need > budget_bytes:
-        fits = int(((budget_bytes) / (layers * heads * 2 + 12 * heads)) ** 0.5)
-        raise AigcError(f"The attention maps of {n} tokens need about {need / 2**30:.1f} GB "
+        fits = int((max(budget_bytes - held, 0) / (layers * heads * (1 if causal else 2) + 16 * heads)) ** 0.5)
+        raise AigcError(f"The attention maps of {n} tokens need about {need / 2**30:.1f} GB with the model "
                         f"({layers} layers × {heads} heads × {n}²), over the {budget_bytes / 2**30:g} GB budget.",
                         f"Shorten the text to about {fits} tokens, or raise `%config AigcConfig.attention_budget_gb`.")
     modules, index = _attention_modules(model)
-    captured: list[np.ndarray] = []
+    size = n * (n + 1) // 2 if causal else n * n
+    kept = np.empty((len(modules), heads, size), dtype=np.float32 if keep_dtype == torch.float32 else np.float16)
+    rows, cols = np.tril_indices(n) if causal else (None, None)
+    done = 0
 
     def keep(module, args, output):
+        nonlocal done
         weights = output[index] if isinstance(output, tuple) and len(output) > index else None
         if weights is None:
             return output
-        captured.append(weights[0].to(keep_dtype).cpu().numpy())
+        layer = weights[0].to(keep_dtype).cpu().numpy()
+        kept[done] = layer[:, rows, cols] if causal else layer.reshape(heads, -1)
+        done += 1
         return output[:index] + (None,) + output[index + 1:]
 
     handles = [m.register_forward_hook(keep) for m in modules]
@@ -113,13 +155,14 @@ def extract(model, tokenizer, text: str, name: str = "", budget_bytes: int = 3 *
         for handle in handles:
             handle.remove()
     if not modules and getattr(output, "attentions", None) and output.attentions[0] is not None:
-        captured = [a[0].to(keep_dtype).cpu().numpy() for a in output.attentions]
-    if not captured:
+        kept = pack(np.stack([a[0].to(keep_dtype).cpu().numpy() for a in output.attentions]), causal)
+    elif done < len(modules) or not modules:
         raise AigcError(f"{name or 'This model'} returned no attention weights.",
                         "Use a transformers model whose attention layers support output_attentions.")
+    elif not causal:
+        kept = kept.reshape(len(modules), heads, n, n)
     tokens = [tokenizer.decode([i]) for i in inputs["input_ids"][0].tolist()]
-    return AttentionMaps(tokens=tokens, weights=np.stack(captured), causal=is_causal(model), model=name,
-                         dropped=dropped)
+    return AttentionMaps(tokens, kept, causal, name, dropped)
 
 
 def attention_maps(session, text: str, model=None) -> AttentionMaps:
@@ -149,17 +192,12 @@ def conversation_text(session, ref, request, answer: str) -> str:
         return tokenizer.apply_chat_template(messages, tokenize=False)
 
 
-def mean_over_heads(weights: np.ndarray) -> np.ndarray:
-    """``[layer, query, key]``: each layer's heads averaged."""
-    return weights.mean(axis=1, dtype=np.float32)
-
-
-def rollout(weights: np.ndarray) -> np.ndarray:
+def rollout(maps: AttentionMaps, layers: list[int] | None = None) -> np.ndarray:
     """Attention rollout (Abnar & Zuidema 2020): residual-adjusted head means multiplied across layers."""
-    n = weights.shape[-1]
+    n = maps.n
     result = np.eye(n, dtype=np.float64)
-    for layer in mean_over_heads(weights).astype(np.float64):
-        adjusted = 0.5 * layer + 0.5 * np.eye(n)
+    for index in range(maps.shape[0]) if layers is None else layers:
+        adjusted = 0.5 * maps.layer_mean(index).astype(np.float64) + 0.5 * np.eye(n)
         adjusted /= adjusted.sum(axis=-1, keepdims=True)
         result = adjusted @ result
     return result.astype(np.float32)
@@ -187,13 +225,12 @@ def thumbnails(maps: AttentionMaps, layers: list[int], heads: list[int], size: i
 
     Each thumbnail is scaled to its own maximum so weak and strong heads are both visible.
     """
-    pictures = [maps.weights[layer, head] for layer in layers for head in heads]
-    means = mean_over_heads(maps.weights)
-    pictures += [means[layer] for layer in layers] + [rollout(maps.weights[layers])]
-    side = min(size, maps.weights.shape[-1])
+    pictures = [(maps.head, layer, head) for layer in layers for head in heads]
+    pictures += [(maps.layer_mean, layer) for layer in layers] + [(rollout, maps, layers)]
+    side = min(size, maps.n)
     chunks, scales = [], []
-    for picture in pictures:
-        data, top = quantize(downsample(picture, size))
+    for make, *args in pictures:  # one full map at a time
+        data, top = quantize(downsample(make(*args), size))
         chunks.append(data)
         scales.append(top)
     return b"".join(chunks), [side, scales]
@@ -202,10 +239,10 @@ def thumbnails(maps: AttentionMaps, layers: list[int], heads: list[int], size: i
 def head_matrix(maps: AttentionMaps, layer: int, head: int) -> tuple[bytes, float]:
     """One full N×N map as 8-bit bytes: head ≥ 0 is a head, head == -1 the layer's mean, layer == -1 the rollout."""
     if layer == -1:
-        return quantize(rollout(maps.weights))
+        return quantize(rollout(maps))
     if head == -1:
-        return quantize(mean_over_heads(maps.weights)[layer])
-    return quantize(maps.weights[layer, head])
+        return quantize(maps.layer_mean(layer))
+    return quantize(maps.head(layer, head))
 
 
 def parse_range(text: str | None, count: int, what: str) -> list[int]:

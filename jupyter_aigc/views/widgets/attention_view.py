@@ -52,4 +52,4 @@ class AttentionView(anywidget.AnyWidget):
 
     def arrays(self) -> np.ndarray:
         """The selected maps as float32 ``[layer, head, query, key]``."""
-        return self.maps.weights[np.ix_(self.layers, self.heads)].astype(np.float32)
+        return np.stack([np.stack([self.maps.head(layer, head) for head in self.heads]) for layer in self.layers])
