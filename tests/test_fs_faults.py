@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,12 +92,50 @@ def writes_despite_permissions(folder: Path) -> bool:
     return True
 
 
-def opens_for_writing(path: Path) -> bool:
+def mount_tmpfs(folder: Path, size: str) -> str | None:
+    """Mount a tmpfs of ``size`` on ``folder``: None, or why that cannot be done here."""
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    return None if mounted.returncode == 0 else (mounted.stderr.strip() or f"mount exited {mounted.returncode}")
+
+
+def unmount(folder: Path) -> None:
+    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+        # a file left open on it keeps it busy: detach it now, the kernel frees it once the file is closed
+        subprocess.run(["umount", "-l", str(folder)], check=True, timeout=60)
+
+
+@contextmanager
+def read_only_folder(folder: Path, fill=lambda folder: None):
+    """``folder``, filled by ``fill``, that this process cannot write to; yields the error text expected.
+
+    Permission bits where they stop writes; as root they do not, so a tmpfs is mounted there and made
+    read-only. The test is skipped where neither can be had."""
+    folder.mkdir()
+    fill(folder)
+    entries = [*folder.iterdir(), folder]
+    for entry in entries:
+        entry.chmod(0o500 if entry.is_dir() else 0o400)
+    if not writes_despite_permissions(folder):
+        try:
+            yield "Permission denied"
+        finally:
+            for entry in entries:
+                entry.chmod(0o700 if entry.is_dir() else 0o600)
+        return
+    for entry in entries:
+        entry.chmod(0o700 if entry.is_dir() else 0o600)
+    problem = mount_tmpfs(folder, "1m")
+    if problem:
+        pytest.skip("permission bits do not stop writes here (the tests run as root), and no read-only tmpfs "
+                    f"can be mounted instead: {problem}")
     try:
-        open(path, "ab").close()
-    except OSError:
-        return False
-    return True
+        fill(folder)
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True, timeout=60)
+        assert not writes_despite_permissions(folder)
+        yield "Read-only file system"
+    finally:
+        unmount(folder)
 
 
 def dead_pid() -> int:
@@ -154,35 +193,22 @@ def test_corrupt_transformers_copy_is_converted_again(tmp_path, monkeypatch, def
 def test_unusable_cache_folder_falls_back_to_a_temp_folder(tmp_path, monkeypatch, default_gguf, fresh_process,
                                                            temp_folder, shell, capsys, kind):
     cache = tmp_path / "cache"
+    monkeypatch.setenv("JUPYTER_AIGC_CACHE", str(cache))
     if kind == "file":
         cache.write_text("not a folder")
-    else:
-        cache.mkdir()
-        cache.chmod(0o500)
-        if writes_despite_permissions(cache):
-            cache.chmod(0o700)
-            pytest.skip("permission bits do not stop writes here (the tests run as root), so a read-only "
-                        "cache folder cannot be made")
-    monkeypatch.setenv("JUPYTER_AIGC_CACHE", str(cache))
-    try:
+        reason = "it is a file"
         result = run_gpt(shell, GREEDY, PROMPT)
-    finally:
-        if kind == "read-only":
-            cache.chmod(0o700)
+    else:
+        with read_only_folder(cache) as reason:
+            result = run_gpt(shell, GREEDY, PROMPT)
     err = capsys.readouterr().err
     assert result.success, err
     assert shell.user_ns["answer"].strip()
     (notice,) = notices(err, str(cache))
     assert "JUPYTER_AIGC_CACHE" in notice and str(temp_folder) in notice
-    assert "it is a file" in notice if kind == "file" else "ermission" in notice
+    assert f"({reason})" in notice
     copies = list(temp_folder.glob("jupyter_aigc-*/models/*-f16-*/model.gguf"))
     assert len(copies) == 1, "the F16 copy was made in the temporary folder"
-
-
-def unmount(folder: Path) -> None:
-    if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
-        # a file left open on it keeps it busy: detach it now, the kernel frees it once the file is closed
-        subprocess.run(["umount", "-l", str(folder)], check=True, timeout=60)
 
 
 def free_bytes(folder: Path) -> int:
@@ -199,10 +225,9 @@ def test_full_disk_falls_back_to_a_temp_folder(tmp_path, monkeypatch, default_gg
                                                shell, capsys):
     small = tmp_path / "small-disk"
     small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"a 2 MB tmpfs cannot be mounted here: {mounted.stderr.strip() or mounted.returncode}")
+    problem = mount_tmpfs(small, "2m")
+    if problem:
+        pytest.skip(f"a 2 MB tmpfs cannot be mounted here: {problem}")
     try:
         empty = free_bytes(small)
         cache = small / "cache"
@@ -243,22 +268,21 @@ def test_stale_staging_is_removed_and_live_staging_kept(tmp_path, monkeypatch, d
 
 
 @pytest.fixture(params=["read-only", "directory", "corrupt"])
-def bad_history(request, tmp_path) -> tuple[Path, bytes | None]:
-    """A history file that cannot be used: read-only, a directory, or not SQLite at all."""
+def bad_history(request, tmp_path):
+    """(path, content): a history file that cannot be used: read-only, a directory, or not SQLite at all."""
+    if request.param == "read-only":
+        folder = tmp_path / "read-only"
+        with read_only_folder(folder, lambda f: (f / "history.sqlite").write_bytes(b"")):
+            yield folder / "history.sqlite", b""
+        return
     path = tmp_path / "history.sqlite"
     content = None
     if request.param == "directory":
         path.mkdir()
-    elif request.param == "corrupt":
+    else:
         content = os.urandom(8192)
         path.write_bytes(content)
-    else:
-        path.write_bytes(b"")
-        path.chmod(0o400)
-        if opens_for_writing(path):
-            pytest.skip("permission bits do not stop writes here (the tests run as root), so a read-only "
-                        "history file cannot be made")
-    return path, content
+    yield path, content
 
 
 def reload_session(ip) -> None:

@@ -37,7 +37,7 @@ class AigcConfig(Configurable):
     ).tag(config=True)
     max_tokens = Int(256, min=1, max=32768, help="Default number of new tokens to generate.").tag(config=True)
     temperature = Float(0.7, min=0.0, max=2.0, help="Default sampling temperature; 0 means greedy.").tag(config=True)
-    top_p = Float(1.0, min=0.001, max=1.0, help="Default nucleus-sampling probability mass.").tag(config=True)
+    top_p = Float(1.0, min=0.01, max=1.0, help="Default nucleus-sampling probability mass.").tag(config=True)
     system = Unicode("", help="Default system prompt, added to every conversation.").tag(config=True)
     device = Unicode(
         "", help="Device for local models: 'cuda', 'cuda:N', 'mps' or 'cpu'. Empty picks cuda, then mps, then cpu."
