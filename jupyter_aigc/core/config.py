@@ -10,6 +10,8 @@ from pathlib import Path
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unicode, validate
 from traitlets.config import Configurable
 
+from ..options import spec
+
 _warned: set[str] = set()
 
 
@@ -18,6 +20,12 @@ def warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         print(f"jupyter-aigc: {message}", file=sys.stderr)
+
+
+def _range(setting: str) -> dict:
+    """The trait bounds of a setting, from spec.json (the options and the widget use the same)."""
+    rule = spec()["settings"][setting]
+    return {"min": rule["min"], "max": rule["max"]}
 
 
 class AigcConfig(Configurable):
@@ -35,9 +43,9 @@ class AigcConfig(Configurable):
         ["llama.cpp", "transformers"], "llama.cpp",
         help="Engine for .gguf files and the default model when a cell gives no --engine.",
     ).tag(config=True)
-    max_tokens = Int(256, min=1, max=32768, help="Default number of new tokens to generate.").tag(config=True)
-    temperature = Float(0.7, min=0.0, max=2.0, help="Default sampling temperature; 0 means greedy.").tag(config=True)
-    top_p = Float(1.0, min=0.01, max=1.0, help="Default nucleus-sampling probability mass.").tag(config=True)
+    max_tokens = Int(256, **_range("max_tokens"), help="Default number of new tokens to generate.").tag(config=True)
+    temperature = Float(0.7, **_range("temperature"), help="Default sampling temperature; 0 means greedy.").tag(config=True)
+    top_p = Float(1.0, **_range("top_p"), help="Default nucleus-sampling probability mass.").tag(config=True)
     system = Unicode("", help="Default system prompt, added to every conversation.").tag(config=True)
     device = Unicode(
         "", help="Device for local models: 'cuda', 'cuda:N', 'mps' or 'cpu'. Empty picks cuda, then mps, then cpu."
