@@ -243,3 +243,27 @@ def test_key_is_asked_without_echo_and_never_shown(shell, monkeypatch, capsys):
         assert keys.redact(f"error with {secret}") == "error with sk-…"
     finally:
         keys.forget_key("openai")
+
+
+def test_broken_model_files_fail_the_cell_with_one_line(shell, tiny_model, default_gguf, tmp_path, capsys):
+    import os
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(os.urandom(100_000))
+    truncated = tmp_path / "truncated.gguf"
+    with open(default_gguf, "rb") as source:
+        truncated.write_bytes(source.read(3_000_000))  # whole header, missing tensors
+    cases = [(f"-m {broken}", "Could not load the model in"),
+             (f"-m {junk}", "is not a readable GGUF file"),
+             (f"-m {truncated}", "llama.cpp could not load"),
+             (f"-m {junk} --engine transformers", "transformers could not read")]
+    for line, message in cases:
+        result = run_gpt(shell, f"{line} --max-tokens 2", "hi")
+        err = capsys.readouterr().err
+        assert not result.success and message in err and "Traceback" not in err, (line, err)
+    assert session(shell).cache.stats() == [], "nothing half-loaded stays in the cache"

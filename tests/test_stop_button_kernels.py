@@ -1,4 +1,4 @@
-"""The widget's Stop button ends a running %%gpt in the kernels people use: ipykernel ≥ 7.4 (the cell is
+"""The widget's Stop button ends a running %%gpt, and a mistake fails the cell, in the kernels people use: ipykernel ≥ 7.4 (the cell is
 awaited, so the kernel dispatches the click) and ipykernel 6 (jupyter-ui-poll delivers it).
 
 The client sends exactly the message the widget's Stop button sends (an anywidget custom message
@@ -74,5 +74,9 @@ def test_stop_message_ends_the_answer_and_keeps_it(kernel_name, endless_model, r
         assert len(kernel.value("answer")) > 0, "the partial answer is kept"
         assert kernel.value("__import__('jupyter_aigc').get_session().history[-1]['finish_reason']") == "stopped"
         assert kernel.value("__import__('ipykernel').__version__").startswith("6." if "6" in kernel_name else "7.")
+        for cell in ("%%gpt --frobnicate 3\nhi", f"%%gpt -m {endless_model} -n abc\nhi", "%aigc frobnicate"):
+            failed = kernel.run(cell)
+            assert failed["status"] == "error" and failed["error"] is None, "failed, as UsageError does"
+            assert failed["stderr"].startswith("UsageError: ") and "Traceback" not in failed["stderr"]
     finally:
         kernel.close()

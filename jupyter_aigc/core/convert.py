@@ -129,8 +129,13 @@ def safetensors_folder(gguf: Path, progress: Callable[[str], None] = print) -> P
 
         hf_logging.disable_progress_bar()
         progress(f"Converting {gguf.name} for transformers once (about 30 s); later loads take about a second.")
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        except Exception as exc:
+            first = (str(exc).splitlines() or [""])[0]
+            raise AigcError(f"transformers could not read {gguf}: {type(exc).__name__}: {first}",
+                            "Check the file (a download may have been cut short), or use --engine llama.cpp.") from None
         save_dequantized(model, staging)
         tokenizer.save_pretrained(staging)
         (staging / "done").write_text(str(gguf))

@@ -55,9 +55,15 @@ def load_text_model(source: str, device: str, dtype) -> tuple:
             f"Could not load '{source}': it is not a local model folder and the Hub could not provide it.",
             "Check the name, or download the model where the Hub is reachable and pass its folder with -m.",
         ) from exc
-    except ValueError as exc:
+    except (ValueError, KeyError, RuntimeError, EnvironmentError) as exc:
+        if Path(source).is_dir():
+            raise  # a converted copy: the engine heals it; a user's folder: see _load
         raise AigcError(f"'{source}' is not a model transformers can load: {str(exc).splitlines()[0]}",
                         "Pass a model folder saved with save_pretrained, or a Hub id.") from exc
+    except Exception as exc:  # safetensors' own errors for a truncated file
+        if Path(source).is_dir():
+            raise
+        raise AigcError(f"Could not load '{source}': {type(exc).__name__}: {str(exc).splitlines()[0]}", "") from exc
     model.to(device).eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -109,7 +115,15 @@ class TransformersEngine:
         device = pick_device(self.device)
         dtype = pick_dtype(device, self.dtype)
         if not ref.gguf:
-            model, tokenizer = load_text_model(ref.source, device, dtype)
+            try:
+                model, tokenizer = load_text_model(ref.source, device, dtype)
+            except AigcError:
+                raise
+            except Exception as exc:  # a folder with a truncated or broken file
+                first = (str(exc).splitlines() or [""])[0]
+                raise AigcError(f"Could not load the model in {ref.source}: {type(exc).__name__}: {first}",
+                                "Check the folder's files (a copy may have been cut short), or save the model "
+                                "again with save_pretrained.") from None
         else:
             folder = safetensors_folder(Path(ref.gguf), self.progress)
             try:

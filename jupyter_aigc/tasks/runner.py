@@ -81,6 +81,21 @@ class TextRunner:
         for job in jobs:
             threading.Thread(target=self._produce, args=(job, cancel, key_env, events), daemon=True,
                              name=f"aigc-completion-{job.column}").start()
+        try:
+            self._collect(jobs, responses, events, view, cancel, start)
+        finally:  # whatever happened, every column ends and the view stops running
+            elapsed = time.perf_counter() - start
+            for column, response in enumerate(responses):
+                if response.finish_reason == "running":
+                    self._ended(response, cancel, elapsed, 0)
+                self._parse(response, jobs[column].request)
+                view.finish_column(column, response)
+            view.metadata = {"responses": [r.metadata() for r in responses]}
+            view.finish()
+        return responses
+
+    def _collect(self, jobs, responses, events, view, cancel, start) -> None:
+        """Apply the engines' chunks as they come, until every completion ended (or Stop and ``SETTLE``)."""
         active = len(jobs)
         counted = [0] * len(jobs)  # content chunks: the token count of servers that report no usage
         settle_until = None
@@ -100,15 +115,6 @@ class TextRunner:
             else:
                 counted[column] += bool(getattr(item, "text", ""))
                 self._apply(responses[column], column, item, view, time.perf_counter() - start)
-        elapsed = time.perf_counter() - start
-        for column, response in enumerate(responses):
-            if response.finish_reason == "running":
-                self._ended(response, cancel, elapsed, counted[column])
-            self._parse(response, jobs[column].request)
-            view.finish_column(column, response)
-        view.metadata = {"responses": [r.metadata() for r in responses]}
-        view.finish()
-        return responses
 
     def _produce(self, job: Completion, cancel, key_env, events: queue.SimpleQueue) -> None:
         ref = job.variant.ref
