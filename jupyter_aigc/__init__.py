@@ -70,6 +70,31 @@ def attention_view(text: str, model: str | None = None, layers: str | None = Non
     return get_ipython()._jupyter_aigc_magics._attention_view(text, model, layers, heads)
 
 
+def evaluate(template: str, data, reference: str | None = None, metrics: str | None = None, **options):
+    """Run ``template`` over ``data`` like %%aigc_eval and return the DataFrame (``.attrs['summary']``).
+
+    ``data`` is a list of dicts, a DataFrame, a Dataset or a path; ``metrics`` a comma list or a list;
+    ``options`` are %%aigc_eval's options by name, e.g. ``compare="m1,m2"``, ``temperature="0,0.8"``.
+    """
+    import threading
+    from argparse import Namespace
+
+    from IPython import get_ipython
+
+    session = get_session()
+    magics = get_ipython()._jupyter_aigc_magics
+    args = magics.aigc_eval.parser.parse_args([])
+    names = metrics if isinstance(metrics, (str, type(None))) else ",".join(metrics)
+    values = {"data": "__aigc_eval_data__", "reference": reference, "metrics": names,
+              **{k.replace("-", "_"): (str(v) if isinstance(v, (int, float)) else v) for k, v in options.items()}}
+    unknown = set(values) - set(vars(args))
+    if unknown:
+        raise TypeError(f"evaluate() got unknown options: {', '.join(sorted(unknown))}")
+    namespace = {**get_ipython().user_ns, "__aigc_eval_data__": data}
+    evaluation = session.evaluate.run(Namespace(**{**vars(args), **values}), template, namespace, threading.Event())
+    return session.evaluate.dataframe(evaluation)
+
+
 def _jupyter_labextension_paths() -> list[dict]:
     """Where the built JupyterLab extension lives (for `jupyter labextension develop`)."""
     return [{"src": "labextension", "dest": "jupyter-aigc"}]

@@ -221,6 +221,51 @@ class AigcMagics(Magics):
 
         return self._run(work)
 
+    @magic_arguments()
+    @declare("aigc_eval")
+    @no_var_expand
+    @cell_magic
+    def aigc_eval(self, line, cell):
+        """Run the cell's prompt template over a dataset for every variant, and score the answers.
+
+        ``{column}`` fills in each row's fields. Variants are every combination of --compare models and comma
+        lists of sampling settings, as in %%gpt. Answers are stored: a re-run asks again only for what
+        changed (--fresh asks again for everything). Example::
+
+            %%aigc_eval --data questions --reference answer --metrics exact,rouge --temperature 0,0.8 -o results
+            Answer in one word. {question}
+        """
+        args = self._parse(self.aigc_eval, line)
+        return self._run(lambda cancel: self._evaluate(args, cell, cancel))
+
+    def _evaluate(self, args, cell: str, cancel) -> None:
+        from IPython.display import display
+
+        from .views.eval import TerminalEvalView, evaluation_html
+
+        if not args.data:
+            raise AigcError("%%aigc_eval needs --data.", "Name a variable holding the examples, or a .csv/.jsonl path.")
+        if not cell.strip():
+            raise AigcError("The cell has no prompt template.", "Write the prompt below the first line, with "
+                            "{column} where each example's field goes.")
+        if frontend(self.shell) == "jupyter":
+            from .views.widgets.eval_grid import EvalGrid
+
+            view = EvalGrid()
+            view.on_stop = cancel.set
+            display(view)
+        else:
+            view = TerminalEvalView()
+        evaluation = self.session.evaluate.run(args, cell, self.shell.user_ns, cancel, view)
+        if args.output:
+            self._store(args.output, self.session.evaluate.dataframe(evaluation))
+        if frontend(self.shell) == "jupyter":
+            display({"text/html": evaluation_html(evaluation)}, raw=True,
+                    metadata={"jupyter_aigc": {"evaluation": evaluation.summary}})
+        asked = sum(c.response is not None for c in evaluation.cells) - evaluation.reused
+        print(f"{asked} answers asked, {evaluation.reused} reused from earlier runs"
+              + (" (stopped: finished rows kept)" if evaluation.stopped else "") + ".")
+
     @no_var_expand
     @line_magic
     def aigc(self, line):

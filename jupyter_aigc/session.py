@@ -16,6 +16,7 @@ from .engines.transformers import TransformersEngine
 from .record.chat import ChatSession
 from .record.history import HistoryStore
 from .record.status import StatusPublisher
+from .tasks.evaluate import EvalTask
 from .tasks.gpt import GptTask
 from .tasks.runner import TextRunner
 
@@ -46,6 +47,7 @@ class AigcSession:
         self.registry = Registry(self.engines)
         self.runner = TextRunner(self.registry)
         self.gpt = GptTask(self)
+        self.evaluate = EvalTask(self)
         self.config.observe(self._sync, ["cache_budget_gb", "device", "dtype", "base_url", "timeout", "max_retries"])
         self._generating = 0
         self.status = StatusPublisher(self)

@@ -186,11 +186,13 @@ def test_kernel_interrupt_ends_a_hanging_request_at_once(server):
         interrupted = time.time()
         k.km.interrupt_kernel()
         reply = k.wait_for_reply(msg_id, timeout=60)
-        assert time.time() - interrupted < 3, "Kernel → Interrupt ends the cell within about a second"
+        ended = time.time() - interrupted
+        assert ended < 3, f"Kernel → Interrupt ends the cell within about a second (took {ended:.1f} s)"
         assert reply["content"]["status"] == "error", "the cell is marked failed, so Run All stops"
-        assert "Interrupted" in reply["content"]["evalue"]
+        assert "Interrupted" in reply["content"]["evalue"], reply["content"]
         out = k.run("1+1")
-        assert out["status"] == "ok" and out["outputs"][0]["data"]["text/plain"] == "2"
+        results = [o["data"]["text/plain"] for o in out["outputs"] if "execution_count" in o]
+        assert out["status"] == "ok" and results == ["2"], out
     finally:
         k.close()
 
@@ -466,7 +468,7 @@ def test_a_value_that_cannot_be_sent_is_one_line(shell, server, capsys, name, va
 @pytest.mark.parametrize("name, value, message", [
     ("dtype", "'bogus'", "'bogus'"),
     ("device", "'cuda'", "0 CUDA device(s)"),
-    ("temperature", "5", "should not be greater than 2.0"),
+    ("temperature", "5", "should not be greater than 2"),
 ])
 def test_a_bad_setting_is_refused_and_changes_nothing(kernel, name, value, message):
     if name == "device":

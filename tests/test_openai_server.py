@@ -116,7 +116,7 @@ def test_server_killed_mid_stream_keeps_partial_text_marked_cut_off(shell, defau
     url, proc = next(server)
     import threading
 
-    killer = threading.Timer(1.5, proc.kill)
+    killer = threading.Timer(3.0, proc.kill)
     killer.start()
     result = run_gpt(shell, f"-m smollm2 --base-url {url} --temperature 0.8 --max-tokens 3000 -o answer --new",
                      "Write a very long story about a dragon.")

@@ -35,8 +35,8 @@ class TextEngine(Protocol):
     def parallel(self, ref) -> int:
         """How many requests for one model this engine runs at once."""
 
-    def prepare(self, ref) -> None:
-        """Load what ``ref`` needs now, so load errors surface before any output."""
+    def prepare(self, ref, key_env: str | None = None) -> None:
+        """Load what ``ref`` needs now (or find its API key), so errors surface before any output."""
 
     def stream(self, request: Request, ref, cancel: threading.Event, key_env: str | None = None) -> Iterator[Chunk]:
         """The chunks of one completion of ``request``."""

@@ -86,7 +86,7 @@ class DiffusersEngine:
 
         return self.cache.get(self.key(ref), loader, name=ref.name)
 
-    def prepare(self, ref: ModelRef) -> None:
+    def prepare(self, ref: ModelRef, key_env: str | None = None) -> None:
         self.load(ref)
 
     def generate(self, request: ImageRequest, spec: ModelRef, cancel: threading.Event,

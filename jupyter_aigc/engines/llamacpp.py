@@ -107,7 +107,7 @@ class LlamaCppEngine:
         """The file llama.cpp loads: the default model's F16 copy (greedy answers stay right), else the file."""
         return f16_gguf(Path(ref.gguf), self.progress) if ref.default else Path(ref.source)
 
-    def prepare(self, ref: ModelRef) -> None:
+    def prepare(self, ref: ModelRef, key_env: str | None = None) -> None:
         with self.cache.use(self.key(ref), lambda: self._load(ref), name=ref.name):
             pass
 

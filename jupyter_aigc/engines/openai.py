@@ -62,8 +62,8 @@ class OpenAIEngine:
     def parallel(self, ref: ModelRef) -> int:
         return 8
 
-    def prepare(self, ref: ModelRef) -> None:
-        pass
+    def prepare(self, ref: ModelRef, key_env: str | None = None) -> None:
+        self.client(ref, key_env)  # a missing key fails here, before any output
 
     def url_for(self, ref: ModelRef) -> str:
         url = (ref.base_url or self.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")

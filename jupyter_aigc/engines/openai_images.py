@@ -30,8 +30,8 @@ class OpenAIImagesEngine:
     def __init__(self, chat: OpenAIEngine):
         self.chat = chat
 
-    def prepare(self, ref: ModelRef) -> None:
-        pass
+    def prepare(self, ref: ModelRef, key_env: str | None = None) -> None:
+        self.chat.client(ref, key_env)
 
     def generate(self, request: ImageRequest, spec: ModelRef, cancel: threading.Event, on_step=None,
                  collected: list | None = None) -> list:

@@ -101,7 +101,7 @@ class TransformersEngine:
     def key(self, ref: ModelRef) -> str:
         return f"transformers:{ref.source}"
 
-    def prepare(self, ref: ModelRef) -> None:
+    def prepare(self, ref: ModelRef, key_env: str | None = None) -> None:
         with self.use(ref):
             pass
 

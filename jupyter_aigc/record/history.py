@@ -22,6 +22,11 @@ CREATE TABLE IF NOT EXISTS history (
     backend TEXT NOT NULL,
     prompt TEXT NOT NULL,
     entry TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    response TEXT NOT NULL
 )
 """
 
@@ -55,7 +60,7 @@ class HistoryStore(Sequence):
             self._db = sqlite3.connect(self.path, timeout=2, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             with self._db:
-                self._db.execute(_SCHEMA)
+                self._db.executescript(_SCHEMA)
             self.persistent = True
         except (OSError, sqlite3.Error) as exc:
             self._to_memory(exc)
@@ -65,7 +70,7 @@ class HistoryStore(Sequence):
                   "history is kept in memory for this kernel. Set JUPYTER_AIGC_HISTORY to another file.")
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
         with self._db:
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
         self.persistent = False
 
     def append(self, entry: dict) -> None:
@@ -85,6 +90,15 @@ class HistoryStore(Sequence):
                 with self._db:
                     return self._db.execute(sql, params)
 
+    def answer(self, key: str) -> dict | None:
+        """A stored answer (``Response.metadata()``) for an evaluation cell's key, or None."""
+        row = self._query("SELECT response FROM answers WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def store_answer(self, key: str, response: dict) -> None:
+        data = redact(json.dumps(response, default=str))
+        self._query("INSERT OR REPLACE INTO answers (key, time, response) VALUES (?, ?, ?)", (key, time.time(), data))
+
     def recent(self, count: int, contains: str = "", this_kernel: bool = False) -> list[dict]:
         """The newest ``count`` entries of every kernel, oldest first; ``contains`` filters on prompt or answer."""
         where, params = ["1=1"], []
@@ -99,7 +113,8 @@ class HistoryStore(Sequence):
         return [json.loads(row[0]) for row in reversed(rows)]
 
     def clear(self) -> int:
-        """Delete every entry; returns how many there were."""
+        """Delete every entry and stored evaluation answer; returns how many entries there were."""
+        self._query("DELETE FROM answers")
         return self._query("DELETE FROM history").rowcount
 
     def __len__(self) -> int:

@@ -51,6 +51,47 @@ def parse_schema(text: str | None, namespace: dict) -> dict | None:
     return schema
 
 
+def sampling_grid(session, args, namespace: dict) -> list[Variant]:
+    """The variants a cell's options ask for (models × temperatures × top-ps × seeds), checked, with no
+    messages yet; titles name what differs. Shared by %%gpt and %%aigc_eval."""
+    config = session.config
+    if args.compare is not None:
+        models = [m.strip() for m in args.compare.split(",") if m.strip()]
+        if not models:
+            raise AigcError(f"--compare '{args.compare}' names no model.",
+                            'Give comma-separated models, e.g. --compare "SmolLM2-135M-Instruct,openai:gpt-4o-mini".')
+    else:
+        models = [args.model]
+    temperatures = check_list("temperature", args.temperature)
+    top_ps = check_list("top_p", args.top_p)
+    seeds = check_list("seed", args.seed)
+    max_tokens = check("max_tokens", args.max_tokens) if args.max_tokens is not None else config.max_tokens
+    n = check("n", getattr(args, "n", 1), "-n")
+    raw, logprobs = getattr(args, "raw", False), getattr(args, "logprobs", False)
+    stop = stop_sequences(args.stop)
+    schema = parse_schema(args.schema, namespace)
+    combos = list(product(models, temperatures, top_ps, seeds))
+    if len(combos) * n > MAX_COLUMNS:
+        raise AigcError(f"That makes {len(combos) * n} columns.", f"Compare at most {MAX_COLUMNS}.")
+    variants = []
+    for model, temperature, top_p, seed in combos:
+        ref = session.resolve(model, args.base_url, args.engine)
+        for capability in [GENERATE] + [LOGPROBS] * logprobs + [SCHEMA] * (schema is not None):
+            session.registry.serving(ref, capability)  # a clear error naming an engine that can
+        request = Request(
+            messages=[], model=ref.name, max_tokens=max_tokens,
+            temperature=config.temperature if temperature is None else temperature,
+            top_p=config.top_p if top_p is None else top_p,
+            seed=seed, stop=stop, n=n, raw=raw, logprobs=logprobs, schema=schema,
+        )
+        title = [ref.name] if len(models) > 1 else []
+        title += [f"temperature {temperature}"] if len(temperatures) > 1 else []
+        title += [f"top-p {top_p}"] if len(top_ps) > 1 else []
+        title += [f"seed {seed}"] if len(seeds) > 1 else []
+        variants.append(Variant(ref, request, " · ".join(title)))
+    return variants
+
+
 class GptTask:
     """Decides what a %%gpt cell runs, runs it, and records it (memory, history, ``-o``)."""
 
@@ -58,55 +99,23 @@ class GptTask:
         self.session = session
 
     def variants(self, args, prompt: str, cell_key: str, namespace: dict) -> list[Variant]:
-        """One Variant per model × temperature × top-p × seed; titles name what differs."""
-        session, config = self.session, self.session.config
-        if args.compare is not None:
-            models = [m.strip() for m in args.compare.split(",") if m.strip()]
-            if not models:
-                raise AigcError(f"--compare '{args.compare}' names no model.",
-                                'Give comma-separated models, e.g. --compare "SmolLM2-135M-Instruct,openai:gpt-4o-mini".')
-        else:
-            models = [args.model]
-        temperatures = check_list("temperature", args.temperature)
-        top_ps = check_list("top_p", args.top_p)
-        seeds = check_list("seed", args.seed)
-        max_tokens = check("max_tokens", args.max_tokens) if args.max_tokens is not None else config.max_tokens
-        n = check("n", args.n, "-n")
-        stop = stop_sequences(args.stop)
-        schema = parse_schema(args.schema, namespace)
-        combos = list(product(models, temperatures, top_ps, seeds))
-        if len(combos) * n > MAX_COLUMNS:
-            raise AigcError(f"That makes {len(combos) * n} columns.", f"Compare at most {MAX_COLUMNS}.")
+        """One Variant per model × temperature × top-p × seed, with this cell's messages."""
+        variants = sampling_grid(self.session, args, namespace)
+        config = self.session.config
         system = args.system if args.system is not None else config.system
         if args.raw:
             messages = [{"role": "user", "content": prompt}]
         else:
-            messages = session.chat.messages(prompt, system, cell_key)
-        variants = []
-        for model, temperature, top_p, seed in combos:
-            ref = session.resolve(model, args.base_url, args.engine)
-            for capability in [GENERATE] + [LOGPROBS] * args.logprobs + [SCHEMA] * (schema is not None):
-                session.registry.serving(ref, capability)  # a clear error naming an engine that can
-            request = Request(
-                messages=messages, model=ref.name, max_tokens=max_tokens,
-                temperature=config.temperature if temperature is None else temperature,
-                top_p=config.top_p if top_p is None else top_p,
-                seed=seed, stop=stop, n=n, raw=args.raw, logprobs=args.logprobs, schema=schema,
-            )
-            title = [ref.name] if len(models) > 1 else []
-            title += [f"temperature {temperature}"] if len(temperatures) > 1 else []
-            title += [f"top-p {top_p}"] if len(top_ps) > 1 else []
-            title += [f"seed {seed}"] if len(seeds) > 1 else []
-            variants.append(Variant(ref, request, " · ".join(title)))
-        return variants
+            messages = self.session.chat.messages(prompt, system, cell_key)
+        return [replace(v, request=replace(v.request, messages=messages)) for v in variants]
 
-    def prepare(self, variants: list[Variant]) -> None:
-        """Load every model now, so a load error fails the cell before any output."""
+    def prepare(self, variants: list[Variant], key_env: str | None = None) -> None:
+        """Load every model (and find every key) now, so an error fails the cell before any output."""
         seen = set()
         for variant in variants:
             if variant.ref not in seen:
                 seen.add(variant.ref)
-                self.session.registry.engine(variant.ref).prepare(variant.ref)
+                self.session.registry.engine(variant.ref).prepare(variant.ref, key_env)
 
     def run(self, variants: list[Variant], view, cancel: threading.Event, key_env: str | None) -> list[Response]:
         session = self.session
@@ -157,7 +166,7 @@ class GptTask:
         if args.new:
             self.session.chat.reset()
         variants = self.variants(args, prompt, cell_key, namespace)
-        self.prepare(variants)
+        self.prepare(variants, args.key_env)
         view = make_view(variants[0].request, stream=not args.no_stream)
         if getattr(view, "interactive", False):
             view.on_stop = cancel.set

@@ -112,7 +112,7 @@ def run_image(session, args, prompt: str, cancel: threading.Event, gallery=None,
     engine, spec = session.registry.serving(spec, IMAGES)
     request = ImageRequest(prompt=prompt, model=spec.name, width=width, height=height, steps=steps,
                            guidance=guidance, seed=seed, n=n, negative=args.negative, key_env=args.key_env)
-    engine.prepare(spec)
+    engine.prepare(spec, args.key_env)
     if gallery is not None:
         gallery.caption = f"{spec.name} · {width}×{height} · {steps} steps"
     progress = ImageProgress(gallery, n, steps)

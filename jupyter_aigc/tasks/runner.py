@@ -81,20 +81,24 @@ class TextRunner:
         for job in jobs:
             threading.Thread(target=self._produce, args=(job, cancel, key_env, events), daemon=True,
                              name=f"aigc-completion-{job.column}").start()
+        finished: set[int] = set()
         try:
-            self._collect(jobs, responses, events, view, cancel, start)
+            self._collect(jobs, responses, events, view, cancel, start, finished)
         finally:  # whatever happened, every column ends and the view stops running
             elapsed = time.perf_counter() - start
             for column, response in enumerate(responses):
-                if response.finish_reason == "running":
+                if column not in finished:
                     self._ended(response, cancel, elapsed, 0)
-                self._parse(response, jobs[column].request)
-                view.finish_column(column, response)
+                    self._finish(column, response, jobs[column].request, view)
             view.metadata = {"responses": [r.metadata() for r in responses]}
             view.finish()
         return responses
 
-    def _collect(self, jobs, responses, events, view, cancel, start) -> None:
+    def _finish(self, column: int, response: Response, request: Request, view) -> None:
+        self._parse(response, request)
+        view.finish_column(column, response)
+
+    def _collect(self, jobs, responses, events, view, cancel, start, finished: set[int]) -> None:
         """Apply the engines' chunks as they come, until every completion ended (or Stop and ``SETTLE``)."""
         active = len(jobs)
         counted = [0] * len(jobs)  # content chunks: the token count of servers that report no usage
@@ -112,6 +116,8 @@ class TextRunner:
             if item is _DONE:
                 active -= 1
                 self._ended(responses[column], cancel, time.perf_counter() - start, counted[column])
+                self._finish(column, responses[column], jobs[column].request, view)
+                finished.add(column)
             else:
                 counted[column] += bool(getattr(item, "text", ""))
                 self._apply(responses[column], column, item, view, time.perf_counter() - start)

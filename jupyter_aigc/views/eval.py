@@ -1,0 +1,82 @@
+"""Views of an evaluation that are not the widget: rich in the terminal, and the inert HTML copy saved in
+the notebook (for reopening without a kernel and nbconvert). Model text is escaped on both."""
+
+from __future__ import annotations
+
+from html import escape
+
+from .markdown import sanitize, terminal_safe
+from .text import FALLBACK_MARKER
+
+
+def _number(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def summary_rows(evaluation) -> list[list[str]]:
+    """One row per metric: the metric, then 'mean ± ci (n)' per variant, the best marked with ★."""
+    rows = []
+    for metric in evaluation.metrics:
+        entry = evaluation.summary.get(metric, {})
+        cells = [metric]
+        for index, stats in enumerate(entry.get("variants", [])):
+            text = f"{_number(stats['mean'])} ± {_number(stats['ci95'])} ({stats['n']})"
+            cells.append(("★ " if entry.get("best") == index else "") + text)
+        rows.append(cells)
+    return rows
+
+
+def evaluation_html(evaluation) -> str:
+    """Summary and rows as a sanitised HTML table, marked as the copy the live widget hides."""
+    head = "".join(f"<th>{escape(t)}</th>" for t in ["metric", *evaluation.titles])
+    summary = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                      for row in summary_rows(evaluation))
+    width = len(evaluation.titles)
+    body = []
+    for index, row in enumerate(evaluation.rows):
+        fields = "<br>".join(f"<strong>{escape(str(k))}</strong>: {escape(str(v))[:200]}" for k, v in row.items())
+        cells = []
+        for cell in evaluation.cells[index * width:(index + 1) * width]:
+            output = escape(cell.response.text if cell.response is not None else "(not run)")[:500]
+            scores = ", ".join(f"{k} {_number(v)}" for k, v in cell.scores.items())
+            cells.append(f"<td>{output}<br><sub>{escape(scores)}</sub></td>")
+        body.append(f"<tr><td>{fields}</td>{''.join(cells)}</tr>")
+    examples = "".join(f"<th>{escape(t)}</th>" for t in ["example", *evaluation.titles])
+    note = f"<p><sub>{len(evaluation.cells)} answers, {evaluation.reused} reused from earlier runs" + \
+           ("; stopped" if evaluation.stopped else "") + "</sub></p>"
+    return sanitize(f"<table><thead><tr>{head}</tr></thead><tbody>{summary}</tbody></table>{note}"
+                    f"<table><thead><tr>{examples}</tr></thead><tbody>{''.join(body)}</tbody></table>") + FALLBACK_MARKER
+
+
+class TerminalEvalView:
+    """A progress line while answers come, then the summary table, in terminal IPython."""
+
+    def __init__(self, console=None):
+        from rich.console import Console
+
+        self.console = console or Console()
+        self.progress = None
+
+    def begin(self, evaluation) -> None:
+        from rich.progress import Progress
+
+        self.progress = Progress(console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("answers", total=len(evaluation.cells), completed=evaluation.reused)
+
+    def cell_done(self, evaluation, cell) -> None:
+        self.progress.advance(self.task)
+
+    def end(self, evaluation) -> None:
+        from rich.table import Table
+
+        self.progress.stop()
+        table = Table(title=f"{len(evaluation.rows)} examples × {len(evaluation.titles)} variants "
+                            f"({evaluation.reused} answers reused)")
+        for title in ["metric", *evaluation.titles]:
+            table.add_column(terminal_safe(title))
+        for row in summary_rows(evaluation):
+            table.add_row(*[terminal_safe(c) for c in row])
+        self.console.print(table)

@@ -1,0 +1,97 @@
+"""EvalGrid: %%aigc_eval's grid (rows = examples, a column per variant, scores, summary, detail, progress)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import anywidget
+from traitlets import Bool, Dict, List, Unicode
+
+STATIC = Path(__file__).parent / "static"
+PUSH_INTERVAL = 0.25
+SHOWN_FIELDS = 3  # data columns shown in the grid (all of them are in the detail)
+
+
+def cell_state(cell) -> dict:
+    response = cell.response
+    if response is None:
+        return {"status": "waiting", "output": "", "scores": {}, "prompt": cell.prompt}
+    return {"status": "error" if response.finish_reason == "error" else "done", "output": response.text,
+            "scores": dict(cell.scores), "prompt": cell.prompt, "reused": cell.reused,
+            "error": response.error or "", "reason": cell.reason,
+            "finish": response.finish_reason, "elapsed": round(response.elapsed, 3)}
+
+
+class EvalGrid(anywidget.AnyWidget):
+    """Every text travels as data and is drawn with textContent in the browser: nothing from a model runs."""
+
+    _esm = STATIC / "eval_grid.js"
+    _css = STATIC / "eval_grid.css"
+
+    titles = List(Unicode()).tag(sync=True)
+    metrics = List(Unicode()).tag(sync=True)
+    fields = List(Unicode()).tag(sync=True)
+    rows = List(Dict()).tag(sync=True)
+    summary = Dict().tag(sync=True)
+    progress = Dict().tag(sync=True)
+    running = Bool(False).tag(sync=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.on_stop: Callable[[], None] | None = None
+        self._lock = threading.Lock()
+        self._pushed = 0.0
+        self._started = time.monotonic()
+        self.on_msg(self._handle_message)
+
+    def _handle_message(self, widget, content, buffers) -> None:
+        if isinstance(content, dict) and content.get("type") == "stop" and self.on_stop:
+            self.on_stop()
+
+    def begin(self, evaluation) -> None:
+        from ...tasks.evaluate import columns_of
+
+        self._started = time.monotonic()
+        self.titles, self.metrics = list(evaluation.titles), list(evaluation.metrics)
+        self.fields = columns_of(evaluation.rows)
+        self._evaluation = evaluation
+        self.running = True
+        self._push(force=True)
+
+    def cell_done(self, evaluation, cell) -> None:
+        self._push()
+
+    def end(self, evaluation) -> None:
+        self.summary = evaluation.summary
+        self.running = False
+        self._push(force=True)
+
+    def _push(self, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._pushed < PUSH_INTERVAL:
+                return
+            self._pushed = now
+            evaluation = self._evaluation
+            width = len(evaluation.titles)
+            rows = [{"fields": {k: "" if v is None else str(v) for k, v in row.items()},
+                     "cells": [cell_state(c) for c in evaluation.cells[i * width:(i + 1) * width]]}
+                    for i, row in enumerate(evaluation.rows)]
+            done = sum(c.response is not None for c in evaluation.cells)
+            fresh = done - evaluation.reused
+            left = len(evaluation.cells) - done
+            elapsed = now - self._started
+            eta = elapsed / fresh * left if fresh and left else None
+            self.progress = {"done": done, "total": len(evaluation.cells), "reused": evaluation.reused,
+                             "eta_s": eta, "stopped": evaluation.stopped}
+            self.rows = rows
+
+    def _repr_mimebundle_(self, **kwargs):
+        """No text/plain stand-in: where the widget cannot be drawn, the HTML copy below shows the results."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = ""
+        return bundle
