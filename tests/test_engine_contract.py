@@ -159,11 +159,6 @@ def test_chunks_add_up_to_the_answer_and_the_last_one_has_usage(target):
 
 def test_last_chunk_carries_the_finish_reason(target, request):
     """core.types.Chunk: "usage and finish_reason arrive with the last chunk"."""
-    if target.name in BATCHED:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: llama.cpp and openai streams send finish_reason in one chunk and usage in a later, separate "
-            "chunk (the OpenAI usage event with empty choices is turned into its own Chunk), so the last chunk "
-            "has usage but finish_reason None, and the finish reason sits on the chunk before it")))
     for request_ in (ask(QUESTION, temperature=0, max_tokens=32), ask(STORY, temperature=0, max_tokens=6)):
         chunks = collect(target, request_, target.long_ref)
         carriers = [i for i, c in enumerate(chunks) if c.finish_reason]
@@ -306,11 +301,11 @@ def test_runner_n_fans_out_seed_plus_i(target):
 
 def test_runner_column_i_is_the_answer_of_seed_plus_i(target, request):
     """README: --seed gives reproducible sampling; runner: completion i of -n is its own request with seed + i."""
-    if target.name in BATCHED:
+    if target.name == "openai":
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: -n with --seed is not reproducible on llama.cpp (and servers that batch): the n completions run "
-            "together in one continuous batch, the batch changes the numerics, so completion i differs from a "
-            "lone request with seed + i, and running the same -n cell twice gives different answers")))
+            "A server decides how it batches concurrent requests: llama.cpp's server batches them, which changes "
+            "the last bits of the numbers, so seeded answers made together differ from lone ones. In the "
+            "kernel, seeded requests run alone on the llama.cpp engine; a server is out of the kernel's hands.")))
     view = RecordingView()
     request_ = ask(STORY, n=3, seed=5, temperature=1, max_tokens=48)
     together = [r.text for r in TextRunner(target.registry).run([Variant(target.ref, request_)], view,

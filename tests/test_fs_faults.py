@@ -217,10 +217,6 @@ def free_bytes(folder: Path) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="BUG: a full disk fails the cell instead of falling back to the temp folder: numpy's "
-                          "ndarray.tofile (used by gguf's GGUFWriter in convert.write_f16) raises OSError('Not enough "
-                          "free space to write N bytes after offset M') with errno None, and convert._write only "
-                          "falls back for errno ENOSPC/EDQUOT/EROFS/EACCES", strict=True)
 def test_full_disk_falls_back_to_a_temp_folder(tmp_path, monkeypatch, default_gguf, fresh_process, temp_folder,
                                                shell, capsys):
     small = tmp_path / "small-disk"

@@ -255,10 +255,6 @@ def test_cache_lists_both_copies_and_each_is_evictable(shell, capsys, monkeypatc
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: `%aigc evict NAME` drops only the first cache entry whose name matches (ModelCache.find returns one "
-    "key) and prints 'Evicted SmolLM2-135M-Instruct.', while the other engine's copy of the same model stays "
-    "cached (and, if it is the llama.cpp copy, its server keeps running); `%aigc cache` still lists the name"))
 def test_evict_by_name_leaves_no_copy_of_that_name(shell):
     run_gpt(shell, "--max-tokens 4 --new", "Hi")
     assert run_cell(shell, "aigc_attention", "", "The cat sat on the mat.").success
@@ -269,9 +265,6 @@ def test_evict_by_name_leaves_no_copy_of_that_name(shell):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: in an 80-column terminal `%aigc cache` cuts the model name and engine with an ellipsis "
-    "('SmolLM2-1…', 'transfor…'), so the name to pass to `%aigc evict` cannot be read"))
 def test_cache_table_is_readable_in_an_80_column_terminal(shell, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     run_gpt(shell, "--max-tokens 4 --new", "Hi")

@@ -205,16 +205,17 @@ class ModelCache:
                     return key
         return None
 
-    def evict(self, name_or_key: str) -> bool:
-        """Drop one entry (and adapters on it) and free its memory; False if nothing matched."""
-        key = self.find(name_or_key)
-        if key is None:
-            return False
+    def evict(self, name_or_key: str) -> list[str]:
+        """Drop every entry with that key or name (a model can be held by two engines) and the adapters on
+        them, and free their memory; the keys dropped (empty if nothing matched)."""
         with self._lock:
-            if key in self._entries:
-                self._drop(key)
-        self._notify()
-        return True
+            keys = [k for k, e in self._entries.items() if name_or_key in (k, e.name)]
+            for key in keys:
+                if key in self._entries:
+                    self._drop(key)
+        if keys:
+            self._notify()
+        return keys
 
     def evict_lru(self, keep: str | None = None) -> bool:
         """Drop the least recently used entry other than ``keep`` (to recover from out-of-memory)."""

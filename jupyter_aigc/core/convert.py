@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .config import cache_dir, fallback_cache_dir, warn_once
+from .config import cache_dir, configured_cache_dir, fallback_cache_dir, warn_once
 from .errors import AigcError
 
 STAGING_PREFIX = ".convert-"
@@ -90,11 +90,13 @@ def _write(target: Path, write: Callable[[Path], None]) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         if (target / "done").is_file():
             return target  # another process finished the same copy first
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-            fallback = fallback_cache_dir(f"Cannot write the converted model to {parent} ({exc.strerror})")
+        no_room = exc.errno is None and "space" in str(exc).lower()  # numpy's tofile on a full disk
+        reason = os.strerror(errno.ENOSPC) if no_room else (exc.strerror or str(exc))
+        if no_room or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            fallback = fallback_cache_dir(f"Cannot write the converted model to {parent} ({reason})")
             if fallback not in target.parents:
                 return _write(fallback / "models" / target.name, write)
-        raise AigcError(f"Could not write the converted model to {target}: {exc.strerror or exc}.",
+        raise AigcError(f"Could not write the converted model to {target}: {reason}.",
                         "Free some disk space, or set JUPYTER_AIGC_CACHE to a writable folder.") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -102,7 +104,7 @@ def _write(target: Path, write: Callable[[Path], None]) -> Path:
     return target
 
 
-_made: dict[tuple[str, str], Path] = {}  # copies written elsewhere than the cache folder (a full disk)
+_made: dict[tuple[str, str, str], Path] = {}  # copies written elsewhere than the cache folder (a full disk)
 
 
 def _copy_folder(gguf: Path, kind: str) -> Path:
@@ -111,13 +113,14 @@ def _copy_folder(gguf: Path, kind: str) -> Path:
 
 def _find_or_make(gguf: Path, kind: str, write: Callable[[Path], None]) -> Path:
     """The complete copy of ``kind``, made now if there is none."""
-    made = _made.get((str(gguf), kind))
+    memo = (str(configured_cache_dir()), str(gguf), kind)
+    made = _made.get(memo)
     if made is not None and (made / "done").is_file():
         return made
     target = _copy_folder(gguf, kind)
     if not (target / "done").is_file():
         target = _write(target, write)
-    _made[(str(gguf), kind)] = target
+    _made[memo] = target
     return target
 
 
@@ -192,10 +195,12 @@ def write_f16(source: Path, target: Path) -> None:
         else:
             data = dequantize(tensor.data, tensor.tensor_type).astype(np.float16)
             writer.add_tensor(tensor.name, data, raw_dtype=GGMLQuantizationType.F16)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()  # a failed write must not keep the half-written file open
 
 
 def heal(copy: Path, error: BaseException) -> None:

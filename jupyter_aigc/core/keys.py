@@ -37,10 +37,14 @@ def remember(key: str) -> str:
 
 
 def remember_url_secret(url: str) -> None:
-    """Treat the password in ``scheme://user:password@host`` as a key (it is used, never shown)."""
+    """Treat the password in ``scheme://user:password@host`` as a key (it is used, never shown), and the
+    HTTP Basic credentials it becomes too."""
+    import base64
+
     match = _URL_USERINFO.search(url or "")
     if match:
         remember(match["secret"])
+        remember(base64.b64encode(f"{match['user']}:{match['secret']}".encode()).decode())
 
 
 def resolve_key(provider: str, explicit_env: str | None = None, local_server: bool = False) -> str:
@@ -75,7 +79,7 @@ _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,})")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/@\s:]*):(?P<secret>[^/@\s]+)@")
 _URL_PARAM = re.compile(r"(?P<name>[?&](?:api[-_]?key|key|token|access[-_]token|secret|password|sig)=)[^&#\s]+",
                         re.IGNORECASE)
-_BEARER = re.compile(r"(?P<name>Bearer\s+)[A-Za-z0-9._\-~+/=]{8,}")
+_BEARER = re.compile(r"(?P<name>(?:Bearer|Basic)\s+)[A-Za-z0-9._\-~+/=]{8,}")
 
 
 def redact(text: str) -> str:

@@ -31,6 +31,7 @@ class TextEngine(Protocol):
 
     name: str
     capabilities: frozenset[str]
+    batching: bool  # requests share a batch (seeded ones then run alone, to stay reproducible)
 
     def parallel(self, ref) -> int:
         """How many requests for one model this engine runs at once."""
@@ -90,6 +91,33 @@ def threaded_stream(produce: Callable[[Callable[[Chunk], bool]], None], cancel: 
         if isinstance(item, _Failure):
             raise item.error
         yield item
+
+
+class FinishWithUsage:
+    """Wraps ``emit`` so the chunk that finishes an answer also carries the usage that OpenAI-format streams
+    send in a separate event after it: the last chunk has both. ``flush`` sends a finish left waiting."""
+
+    def __init__(self, emit: Callable[[Chunk], bool]):
+        self.emit = emit
+        self.held: Chunk | None = None
+
+    def __call__(self, chunk: Chunk) -> bool:
+        if self.held is not None:
+            held, self.held = self.held, None
+            if chunk.usage and not chunk.text and not chunk.tokens and not chunk.finish_reason:
+                held.usage = chunk.usage
+                return self.emit(held)
+            if self.emit(held):
+                return True
+        if chunk.finish_reason and not chunk.usage:
+            self.held = chunk
+            return False
+        return self.emit(chunk)
+
+    def flush(self) -> None:
+        if self.held is not None:
+            held, self.held = self.held, None
+            self.emit(held)
 
 
 def chunk_from_event(event: dict, source: str) -> Chunk | None:

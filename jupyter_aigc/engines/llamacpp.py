@@ -19,7 +19,7 @@ from ..core.convert import f16_gguf, heal
 from ..core.errors import AigcError
 from ..core.models import ModelRef
 from ..core.types import Chunk, Request
-from .base import GENERATE, LOGPROBS, SCHEMA, chunk_from_event, threaded_stream
+from .base import GENERATE, LOGPROBS, SCHEMA, FinishWithUsage, chunk_from_event, threaded_stream
 
 SLOTS = 4
 MAX_CONTEXT = 8192
@@ -92,6 +92,7 @@ class LlamaCppEngine:
 
     name = "llama.cpp"
     capabilities = frozenset({GENERATE, LOGPROBS, SCHEMA})
+    batching = True  # requests share a batch, which changes the last bits of the numbers
 
     def __init__(self, cache: ModelCache, progress: Callable[[str], None] = print):
         self.cache = cache
@@ -161,6 +162,7 @@ class LlamaCppEngine:
         source = f"llama.cpp ({ref.name})"
 
         def produce(emit) -> None:
+            emit = FinishWithUsage(emit)
             with self.cache.use(self.key(ref), lambda: self._load(ref), name=ref.name) as holder:
                 failure: list[BaseException] = []
 
@@ -179,6 +181,7 @@ class LlamaCppEngine:
                     server.handle_chat_completions(body, callback)
                 if failure:
                     raise failure[0]
+                emit.flush()
 
         yield from threaded_stream(produce, cancel, name="aigc-llama.cpp")
 

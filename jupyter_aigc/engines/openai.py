@@ -18,7 +18,7 @@ from ..core.errors import AigcError
 from ..core.keys import redact, remember_url_secret, resolve_key
 from ..core.models import ModelRef
 from ..core.types import Chunk, Request
-from .base import GENERATE, LOGPROBS, SCHEMA, chunk_from_event, event_error, threaded_stream
+from .base import GENERATE, LOGPROBS, SCHEMA, FinishWithUsage, chunk_from_event, event_error, threaded_stream
 
 OPENAI_URL = "https://api.openai.com/v1"
 REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
@@ -27,7 +27,7 @@ TOP_ALTERNATIVES = 5
 
 
 def is_local_url(url: str | None) -> bool:
-    host = (url or "").split("://", 1)[-1]
+    host = (url or "").split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
     return host.startswith(LOCAL_HOSTS)
 
 
@@ -51,6 +51,7 @@ class OpenAIEngine:
 
     name = "openai"
     capabilities = frozenset({GENERATE, LOGPROBS, SCHEMA})
+    batching = False  # what a server does with concurrent requests is the server's business
 
     def __init__(self, base_url: str = "", timeout: float = 60.0, max_retries: int = 2):
         self.base_url = base_url
@@ -96,6 +97,7 @@ class OpenAIEngine:
         url = self.url_for(ref)
 
         def produce(emit) -> None:
+            emit = FinishWithUsage(emit)
             started = time.monotonic()
             try:
                 stream = self._open(client, request, ref)
@@ -118,6 +120,7 @@ class OpenAIEngine:
                 ) from None
             finally:
                 stream.close()
+            emit.flush()
 
         yield from threaded_stream(produce, cancel, name="aigc-openai")
 

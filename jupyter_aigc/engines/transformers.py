@@ -86,6 +86,7 @@ class TransformersEngine:
 
     name = "transformers"
     capabilities = frozenset({GENERATE, LOGPROBS, SCORES, ATTENTION, TRAIN})
+    batching = False
 
     def __init__(self, cache: ModelCache, device: str = "", dtype: str = "",
                  progress: Callable[[str], None] = print):

@@ -41,7 +41,7 @@ def _table(title: str, columns: list[str], rows: list[list]):
 
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*[str(cell) for cell in row])
     return table
@@ -87,8 +87,9 @@ def cmd_evict(session, rest) -> None:
         print(f"Evicted {count} model(s).")
     elif not args.name:
         raise AigcError("%aigc evict needs a model name or --all.", "See `%aigc cache` for the names.")
-    elif session.cache.evict(args.name):
-        print(f"Evicted {args.name}.")
+    elif dropped := session.cache.evict(args.name):
+        engines = ", ".join(key.split(":", 1)[0] for key in dropped)
+        print(f"Evicted {args.name} ({engines}).")
     else:
         names = ", ".join(s["name"] for s in session.cache.stats()) or "none"
         raise AigcError(f"No cached model named '{args.name}'.", f"Cached: {names}.")

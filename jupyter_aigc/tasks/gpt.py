@@ -178,8 +178,8 @@ class GptTask:
 
     def _finish(self, args, cell_key, prompt, responses, store) -> None:
         self.record(args.raw, cell_key, prompt, responses)
-        if args.output:
-            store(args.output, self.output_value(responses))
+        if args.output and any(r.text or r.parsed is not None for r in responses):
+            store(args.output, self.output_value(responses))  # a cell that got nothing leaves -o as it was
 
     def _wire(self, view, args, cell_key, prompt, variants, store) -> None:
         """Regenerate (button or control change) reruns the cell's variants in place, in the background."""

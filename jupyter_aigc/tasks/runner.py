@@ -57,6 +57,29 @@ def column_titles(variants: list[Variant]) -> list[str]:
     return titles
 
 
+class Slots:
+    """A model's parallel slots: a request takes one, or all of them to run alone."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._free = size
+        self._changed = threading.Condition()
+
+    def acquire(self, count: int, cancel: threading.Event) -> bool:
+        with self._changed:
+            while self._free < count:
+                if cancel.is_set():
+                    return False
+                self._changed.wait(UPDATE_INTERVAL)
+            self._free -= count
+            return True
+
+    def release(self, count: int) -> None:
+        with self._changed:
+            self._free += count
+            self._changed.notify_all()
+
+
 class TextRunner:
     """Runs variants to the end, or until ``cancel``; the view gets chunks as they come."""
 
@@ -65,11 +88,11 @@ class TextRunner:
         self._limits: dict[str, threading.Semaphore] = {}
         self._lock = threading.Lock()
 
-    def _limit(self, engine, ref: ModelRef) -> threading.Semaphore:
+    def _slots(self, engine, ref: ModelRef) -> "Slots":
         key = f"{engine.name}:{ref.source}:{ref.base_url}"
         with self._lock:
             if key not in self._limits:
-                self._limits[key] = threading.BoundedSemaphore(engine.parallel(ref))
+                self._limits[key] = Slots(engine.parallel(ref))
             return self._limits[key]
 
     def run(self, variants: list[Variant], view, cancel: threading.Event, key_env: str | None = None) -> list[Response]:
@@ -82,26 +105,27 @@ class TextRunner:
             threading.Thread(target=self._produce, args=(job, cancel, key_env, events), daemon=True,
                              name=f"aigc-completion-{job.column}").start()
         finished: set[int] = set()
+        counted = [0] * len(jobs)  # content chunks: the token count of servers that report no usage
         try:
-            self._collect(jobs, responses, events, view, cancel, start, finished)
+            self._collect(jobs, responses, events, view, cancel, start, finished, counted)
         finally:  # whatever happened, every column ends and the view stops running
             elapsed = time.perf_counter() - start
             for column, response in enumerate(responses):
                 if column not in finished:
-                    self._ended(response, cancel, elapsed, 0)
+                    self._ended(response, cancel, elapsed, counted[column])
                     self._finish(column, response, jobs[column].request, view)
             view.metadata = {"responses": [r.metadata() for r in responses]}
             view.finish()
         return responses
 
     def _finish(self, column: int, response: Response, request: Request, view) -> None:
+        response.text = redact(response.text)  # a key a server echoes never reaches -o, memory or history
         self._parse(response, request)
         view.finish_column(column, response)
 
-    def _collect(self, jobs, responses, events, view, cancel, start, finished: set[int]) -> None:
+    def _collect(self, jobs, responses, events, view, cancel, start, finished: set[int], counted: list[int]) -> None:
         """Apply the engines' chunks as they come, until every completion ended (or Stop and ``SETTLE``)."""
         active = len(jobs)
-        counted = [0] * len(jobs)  # content chunks: the token count of servers that report no usage
         settle_until = None
         while active:
             if cancel.is_set():
@@ -126,16 +150,19 @@ class TextRunner:
         ref = job.variant.ref
         try:
             engine = self.registry.engine(ref)
-            limit = self._limit(engine, ref)
-            while not limit.acquire(timeout=UPDATE_INTERVAL):
-                if cancel.is_set():
-                    return
+            slots = self._slots(engine, ref)
+            # A seeded answer must come out the same every time: on an engine that batches requests
+            # together (which changes the last bits of the numbers) it runs alone.
+            alone = job.request.seed is not None and engine.batching
+            taken = slots.size if alone else 1
+            if not slots.acquire(taken, cancel):
+                return
             try:
                 if not cancel.is_set():
                     for chunk in engine.stream(job.request, ref, cancel, key_env):
                         events.put((job.column, chunk))
             finally:
-                limit.release()
+                slots.release(taken)
         except AigcError as exc:
             events.put((job.column, exc))
         except Exception as exc:  # an unexpected failure still keeps the partial text
@@ -155,7 +182,7 @@ class TextRunner:
     @staticmethod
     def _apply(response: Response, column: int, item, view, now: float) -> None:
         if isinstance(item, AigcError):
-            response.error = str(item)
+            response.error = redact(str(item))
             response.finish_reason = "incomplete" if response.text else "error"
             response.elapsed = now
             return

@@ -6,6 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+from ..core.keys import redact
 from ..core.types import Response, TokenInfo
 from ..record.pricing import cost
 
@@ -99,7 +100,7 @@ class Renderer(ABC):
 
     def append(self, index: int, text: str, tokens: list[TokenInfo]) -> None:
         column = self.columns[index]
-        column.text += text
+        column.text = redact(column.text + text)
         column.tokens.extend(tokens)
         self._dirty = True
         self.flush()
@@ -189,6 +190,7 @@ class TerminalRenderer(Renderer):
         self.live.update(self._renderable(), refresh=True)
         if final:
             self.live.stop()
+            self.console.line()
 
 
 class WidgetRenderer(Renderer):
