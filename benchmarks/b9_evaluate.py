@@ -19,7 +19,7 @@ def main() -> None:
 
     def evaluation() -> float:
         start = time.perf_counter()
-        out = kernel.run("%%aigc_eval --data qa --reference answer --metrics contains --temperature 0,0.8 --seed 1 "
+        out = kernel.run("%%aigc_eval --data qa --reference answer --metrics contains --temperature 0,0.8 "
                          "--max-tokens 32 --fresh\n{question}")
         assert out["status"] == "ok", out
         return ROWS * len(TEMPERATURES) / (time.perf_counter() - start)
@@ -28,7 +28,7 @@ def main() -> None:
         start = time.perf_counter()
         for i in range(ROWS):
             for temperature in TEMPERATURES:
-                out = kernel.run(f"%%gpt --new --temperature {temperature} --seed 1 --max-tokens 32\n"
+                out = kernel.run(f"%%gpt --new --temperature {temperature} --max-tokens 32\n"
                                  f"Give one fun fact about the number {i}.")
                 assert out["status"] == "ok", out
         return ROWS * len(TEMPERATURES) / (time.perf_counter() - start)

@@ -1,18 +1,6 @@
 """jupyter-aigc: generative models in notebooks. `%load_ext jupyter_aigc` adds %%gpt, %%aigc_* and %aigc."""
 
-import os as _os
-import sys as _sys
-
 __version__ = "0.2.0"
-
-# Generation runs in worker threads. With libgomp's default (active) waiting, the OpenMP threads of
-# each torch-calling thread spin between parallel regions and steal the cores generation needs:
-# streaming ran at about half the speed of a plain model.generate. Passive waiting has to be chosen
-# before torch loads OpenMP, so it is set here (an explicit OMP_WAIT_POLICY wins).
-if "torch" not in _sys.modules:
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 
 def load_ipython_extension(ipython) -> None:
     """Register the magics; a reload keeps the loaded models, the conversation, history and aliases."""
