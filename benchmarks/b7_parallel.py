@@ -9,8 +9,8 @@ MAX_TOKENS = 96
 
 def aggregate(kernel, n: int, cells: int) -> float:
     tokens, seconds = 0, 0.0
-    for seed in range(cells):
-        out = kernel.run(f"%%gpt --new -n {n} --temperature 0.8 --max-tokens {MAX_TOKENS}\n{PROMPT} ({seed})")
+    for index in range(cells):
+        out = kernel.run(f"%%gpt --new -n {n} --temperature 0.8 --max-tokens {MAX_TOKENS}\n{PROMPT} ({index})")
         assert out["status"] == "ok", out
         records = kernel.value(f"[{{k: v for k, v in e.items() if k in ('usage', 'elapsed')}} for e in "
                                f"__import__('jupyter_aigc').get_session().history[-{n}:]]")

@@ -6,13 +6,16 @@ routes a capability to an engine that has it).
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
 from concurrent.futures import Executor
 from typing import Callable, Iterator, Protocol
 
-from ..core.types import Chunk, Request
+from ..core.errors import AigcError
+from ..core.keys import redact
+from ..core.types import Chunk, Request, TokenInfo
 
 GENERATE = "generate"        # stream text chunks
 LOGPROBS = "logprobs"        # per-token probabilities with top alternatives
@@ -125,11 +128,6 @@ def chunk_from_event(event: dict, source: str) -> Chunk | None:
 
     Every request asks for one completion, so any choice index but 0 is the server's mistake.
     """
-    import math
-
-    from ..core.errors import AigcError
-    from ..core.types import TokenInfo
-
     if "error" in event:
         raise event_error(event["error"], source)
     chunk = Chunk()
@@ -155,9 +153,6 @@ def chunk_from_event(event: dict, source: str) -> Chunk | None:
 
 def event_error(error, source: str):
     """An error event or error body as a one-line AigcError (the context overflow gets both numbers)."""
-    from ..core.errors import AigcError
-    from ..core.keys import redact
-
     if not isinstance(error, dict):
         return AigcError(redact(f"{source} failed: {error}"), "")
     if error.get("type") == "exceed_context_size_error" or "n_ctx" in error:

@@ -58,7 +58,7 @@ def final_text(columns: list[Column]) -> str:
     for column in columns:
         head = f"{column.title}\n\n" if len(columns) > 1 and column.title else ""
         tail = f"\n\n{column.error}" if column.error else ""
-        blocks.append(f"{head}{column.text}{tail}\n\n{column.footer}".strip())
+        blocks.append(f"{head}{redact(column.text)}{tail}\n\n{column.footer}".strip())
     return "\n\n---\n\n".join(blocks)
 
 
@@ -71,7 +71,7 @@ def final_html(columns: list[Column], cursor: bool = False) -> str:
     blocks = []
     for column in columns:
         head = f"<p><strong>{escape(column.title)}</strong></p>" if len(columns) > 1 and column.title else ""
-        body = to_html(column.text + (" ▍" if cursor else ""))
+        body = to_html(redact(column.text) + (" ▍" if cursor else ""))
         tail = f"<p><em>{escape(column.error)}</em></p>" if column.error else ""
         foot = f"<p><sub>{escape(column.footer)}</sub></p>" if column.footer else ""
         blocks.append(head + body + tail + foot)
@@ -100,7 +100,7 @@ class Renderer(ABC):
 
     def append(self, index: int, text: str, tokens: list[TokenInfo]) -> None:
         column = self.columns[index]
-        column.text = redact(column.text + text)
+        column.text += text
         column.tokens.extend(tokens)
         self._dirty = True
         self.flush()
@@ -167,7 +167,7 @@ class TerminalRenderer(Renderer):
 
         if len(self.columns) == 1:
             column = self.columns[0]
-            parts = [Markdown(safe(column.text))] if column.text or not column.error else []
+            parts = [Markdown(safe(redact(column.text)))] if column.text or not column.error else []
             if column.error:
                 parts.append(Text(safe(column.error), style="bold red"))
             if column.footer:
@@ -176,7 +176,7 @@ class TerminalRenderer(Renderer):
         table = Table(show_lines=True, expand=True)
         for column in self.columns:
             table.add_column(safe(column.title))
-        table.add_row(*[Markdown(safe(c.text) or "…") for c in self.columns])
+        table.add_row(*[Markdown(safe(redact(c.text)) or "…") for c in self.columns])
         table.add_row(*[Text(safe((c.error + " " if c.error else "") + c.footer), style="dim") for c in self.columns])
         return table
 
@@ -250,7 +250,7 @@ class WidgetRenderer(Renderer):
 
         return {
             "title": column.title,
-            "html": to_html(column.text),
+            "html": to_html(redact(column.text)),  # a key a server echoes is masked as it streams
             "status": column.status,
             "footer": column.footer,
             "error": column.error,
