@@ -40,6 +40,9 @@ def unload_ipython_extension(ipython) -> None:
             ipython.configurables.remove(session.config)
 
 
+from .teaching import attention_steps, logit_lens, next_token_view, positional_encoding  # noqa: E402,F401
+
+
 def get_session():
     """The AigcSession of the running IPython kernel (for the Python API and tests)."""
     from IPython import get_ipython

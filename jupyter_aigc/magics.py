@@ -150,6 +150,14 @@ class AigcMagics(Magics):
             ref, request = variants[0].ref, variants[0].request
             display(self._attention_view(conversation_text(self.session, ref, request, responses[0].text), ref))
 
+    def _teaching(self, make, output: str | None) -> None:
+        from IPython.display import display
+
+        view = make()
+        if output:
+            self._store(output, view)
+        display(view)
+
     def _attention_view(self, text: str, model, layers=None, heads=None):
         from .tasks.attention import attention_maps, parse_range
         from .views.widgets.attention_view import AttentionView
@@ -175,16 +183,65 @@ class AigcMagics(Magics):
             The cat sat on the mat because it was tired.
         """
         args = self._parse(self.aigc_attention, line)
+        text = lambda: interpolate(cell, self.shell.user_ns)  # noqa: E731
+        if args.steps:
+            from . import teaching
 
-        def work(cancel) -> None:
-            from IPython.display import display
+            make = lambda: teaching.attention_steps(text(), args.layer, args.head, args.query, args.model)  # noqa: E731
+        else:
+            make = lambda: self._attention_view(text(), args.model, args.layers, args.heads)  # noqa: E731
+        return self._run(lambda cancel: self._teaching(make, args.output))
 
-            view = self._attention_view(interpolate(cell, self.shell.user_ns), args.model, args.layers, args.heads)
-            if args.output:
-                self._store(args.output, view)
-            display(view)
+    @magic_arguments()
+    @declare("aigc_next")
+    @no_var_expand
+    @cell_magic
+    def aigc_next(self, line, cell):
+        """The next-token explorer: the model's probabilities for the token after the cell text.
 
-        return self._run(work)
+        Sliders for temperature, top-k and top-p reshape the distribution in the browser; Greedy, Sample or
+        a click on a bar adds a token, and the path of chosen tokens grows. Example::
+
+            %%aigc_next
+            The capital of France is
+        """
+        args = self._parse(self.aigc_next, line)
+        from . import teaching
+
+        make = lambda: teaching.next_token_view(interpolate(cell, self.shell.user_ns), args.model, args.chat)  # noqa: E731
+        return self._run(lambda cancel: self._teaching(make, args.output))
+
+    @magic_arguments()
+    @declare("aigc_lens")
+    @no_var_expand
+    @cell_magic
+    def aigc_lens(self, line, cell):
+        """The logit lens: what each layer would predict for the next token, at every position. Example::
+
+            %%aigc_lens
+            The capital of France is
+        """
+        args = self._parse(self.aigc_lens, line)
+        from . import teaching
+
+        make = lambda: teaching.logit_lens(interpolate(cell, self.shell.user_ns), args.model)  # noqa: E731
+        return self._run(lambda cancel: self._teaching(make, args.output))
+
+    @magic_arguments()
+    @declare("aigc_positional")
+    @no_var_expand
+    @line_magic
+    def aigc_positional(self, line):
+        """Positional encoding: PE(pos, 2i) = sin(pos/10000^(2i/d)), PE(pos, 2i+1) = cos(…), the similarity of
+        positions, and with -m a model's rotary encoding on its own numbers. Example::
+
+            %aigc_positional --d-model 64 --positions 128 -m SmolLM2-135M-Instruct
+        """
+        args = self._parse(self.aigc_positional, line)
+        from . import teaching
+
+        make = lambda: teaching.positional_encoding(args.d_model, args.positions, args.model)  # noqa: E731
+        return self._run(lambda cancel: self._teaching(make, args.output))
 
     @magic_arguments()
     @declare("aigc_image")

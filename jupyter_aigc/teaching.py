@@ -1,0 +1,45 @@
+"""The teaching views as Python functions (each also a magic): they need `%load_ext jupyter_aigc` first."""
+
+from __future__ import annotations
+
+
+def _session():
+    from . import get_session
+
+    return get_session()
+
+
+def next_token_view(prompt: str, model: str | None = None, chat: bool = False):
+    """The next-token explorer for ``prompt`` (as given; ``chat=True`` wraps it in the chat template).
+
+    ``.logits`` is the raw score of every token; ``.distribution(temperature, top_k, top_p)`` the tokens
+    and probabilities after those transforms, in transformers' order.
+    """
+    from .tasks.teach import NextToken
+    from .views.widgets.teaching import NextTokenView
+
+    return NextTokenView(NextToken(_session(), prompt, model, chat))
+
+
+def attention_steps(text: str, layer: int, head: int, query: int = -1, model: str | None = None):
+    """One head, one query token, worked through: ``.q``, ``.k``, ``.scores``, ``.weights``, ``.v``, ``.output``."""
+    from .tasks.steps import attention_steps as compute
+    from .views.widgets.teaching import AttentionStepsView
+
+    return AttentionStepsView(compute(_session(), text, layer, head, query, model))
+
+
+def positional_encoding(d_model: int = 64, positions: int = 128, model: str | None = None):
+    """The sinusoidal encoding (``.matrix``, ``.similarity``) and, with ``model``, its rotary encoding."""
+    from .tasks.steps import rotary_of
+    from .views.widgets.teaching import PositionalView
+
+    return PositionalView(d_model, positions, rotary_of(_session(), model) if model else None)
+
+
+def logit_lens(text: str, model: str | None = None):
+    """Each layer's prediction for the next token at every position: ``.top_tokens[layer][position]``."""
+    from .tasks.teach import logit_lens as compute
+    from .views.widgets.teaching import LogitLensView
+
+    return LogitLensView(compute(_session(), text, model))
