@@ -183,7 +183,7 @@ class AigcMagics(Magics):
             The cat sat on the mat because it was tired.
         """
         args = self._parse(self.aigc_attention, line)
-        text = lambda: interpolate(cell, self.shell.user_ns)  # noqa: E731
+        text = lambda: interpolate(cell.rstrip("\n"), self.shell.user_ns)  # noqa: E731
         if args.steps:
             from . import teaching
 
@@ -208,7 +208,7 @@ class AigcMagics(Magics):
         args = self._parse(self.aigc_next, line)
         from . import teaching
 
-        make = lambda: teaching.next_token_view(interpolate(cell, self.shell.user_ns), args.model, args.chat)  # noqa: E731
+        make = lambda: teaching.next_token_view(interpolate(cell.rstrip("\n"), self.shell.user_ns), args.model, args.chat)  # noqa: E731
         return self._run(lambda cancel: self._teaching(make, args.output))
 
     @magic_arguments()
@@ -224,7 +224,7 @@ class AigcMagics(Magics):
         args = self._parse(self.aigc_lens, line)
         from . import teaching
 
-        make = lambda: teaching.logit_lens(interpolate(cell, self.shell.user_ns), args.model)  # noqa: E731
+        make = lambda: teaching.logit_lens(interpolate(cell.rstrip("\n"), self.shell.user_ns), args.model)  # noqa: E731
         return self._run(lambda cancel: self._teaching(make, args.output))
 
     @magic_arguments()
