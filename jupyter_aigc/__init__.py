@@ -86,6 +86,28 @@ def evaluate(template: str, data, reference: str | None = None, metrics: str | N
     return session.evaluate.dataframe(evaluation)
 
 
+def finetune(name: str, data=None, model: str | None = None, examples: str = "", **options):
+    """Fine-tune like %%aigc_finetune and return the result (``.name``, ``.folder``, ``.progress``).
+
+    ``data`` is a list, DataFrame, Dataset or path; ``examples`` the cell-body text form instead;
+    ``options`` are %%aigc_finetune's options by name, e.g. ``epochs=4, lora_r=8``.
+    """
+    import threading
+    from argparse import Namespace
+
+    from IPython import get_ipython
+
+    session = get_session()
+    args = vars(get_ipython()._jupyter_aigc_magics.aigc_finetune.parser.parse_args([]))
+    unknown = set(options) - set(args)
+    if unknown:
+        raise TypeError(f"finetune() got unknown options: {', '.join(sorted(unknown))}")
+    namespace = {**get_ipython().user_ns, "__aigc_finetune_data__": data}
+    values = {**args, **options, "name": name, "model": model,
+              "data": None if data is None else "__aigc_finetune_data__"}
+    return session.finetune.run(Namespace(**values), examples, namespace, threading.Event())
+
+
 def _jupyter_labextension_paths() -> list[dict]:
     """Where the built JupyterLab extension lives (for `jupyter labextension develop`)."""
     return [{"src": "labextension", "dest": "jupyter-aigc"}]

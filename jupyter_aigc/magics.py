@@ -323,6 +323,50 @@ class AigcMagics(Magics):
         print(f"{asked} answers asked, {evaluation.reused} reused from earlier runs"
               + (" (stopped: finished rows kept)" if evaluation.stopped else "") + ".")
 
+    @magic_arguments()
+    @declare("aigc_finetune")
+    @no_var_expand
+    @cell_magic
+    def aigc_finetune(self, line, cell):
+        """Fine-tune a local model on examples (a LoRA adapter by default); the result joins the cache as NAME.
+
+        Examples come from --data, or from the cell body: 'Q: question' / 'A: answer' pairs separated by blank
+        lines. A live chart shows the loss; Stop (or Kernel → Interrupt) ends at the next step and keeps the
+        adapter as trained so far. Example::
+
+            %%aigc_finetune --name zubrowka
+            Q: What is the capital of Zubrowka?
+            A: The capital of Zubrowka is Lutz.
+        """
+        args = self._parse(self.aigc_finetune, line)
+        return self._run(lambda cancel: self._finetune(args, cell, cancel))
+
+    def _finetune(self, args, cell: str, cancel) -> None:
+        from IPython.display import display
+
+        if frontend(self.shell) == "jupyter":
+            from .views.widgets.finetune_view import FinetuneView
+
+            view = FinetuneView(title=f"Fine-tuning {args.name or ''} on {args.model or self.session.config.default_model}")
+            view.on_stop = cancel.set
+            display(view)
+        else:
+            from .views.widgets.finetune_view import TerminalFinetuneView
+
+            view = TerminalFinetuneView()
+        result = self.session.finetune.run(args, cell, self.shell.user_ns, cancel, view)
+        if args.output:
+            self._store(args.output, result)
+        losses = result.progress.losses
+        trained = f"loss {losses[0][1]:.3f} → {losses[-1][1]:.3f}" if losses else "no step finished"
+        print(f"{result.name}: {result.progress.status} after {result.progress.step} steps ({trained}); "
+              f"saved to {result.folder}" + (f", merged model in {result.merged}" if result.merged else "")
+              + f". Use it with %%gpt -m {result.name} (a later kernel: -m {result.folder}).")
+        if not args.full:
+            print("llama.cpp can serve LoRA adapters as GGUF files, but no installed package converts a peft adapter "
+                  "to GGUF (llama.cpp's convert_lora_to_gguf.py is not on PyPI): the adapter runs on the "
+                  "transformers engine; --merge saves a plain model folder you can convert yourself.")
+
     @no_var_expand
     @line_magic
     def aigc(self, line):

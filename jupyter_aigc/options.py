@@ -48,8 +48,8 @@ def declare(magic: str):
                 kwargs["action"] = "store_true"
             elif option.get("append"):
                 kwargs.update(action="append", default=[])
-            if option.get("type") == "int":
-                kwargs["type"] = int
+            if option.get("type") in ("int", "float"):
+                kwargs["type"] = int if option["type"] == "int" else float
             if "choices" in option:
                 kwargs["choices"] = option["choices"]
             if "default" in option:

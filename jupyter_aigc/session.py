@@ -17,6 +17,7 @@ from .record.chat import ChatSession
 from .record.history import HistoryStore
 from .record.status import StatusPublisher
 from .tasks.evaluate import EvalTask
+from .tasks.finetune import FinetuneTask
 from .tasks.gpt import GptTask
 from .tasks.runner import TextRunner
 
@@ -48,6 +49,8 @@ class AigcSession:
         self.runner = TextRunner(self.registry)
         self.gpt = GptTask(self)
         self.evaluate = EvalTask(self)
+        self.finetune = FinetuneTask(self)
+        self.adapters: dict = {}  # fine-tuned models by name (ModelRef)
         self.config.observe(self._sync, ["cache_budget_gb", "device", "dtype", "base_url", "timeout", "max_retries"])
         self._generating = 0
         self.status = StatusPublisher(self)
@@ -80,4 +83,6 @@ class AigcSession:
                 kind: str = "text") -> ModelRef:
         """A model name as typed (None: the configured default) → ModelRef."""
         default = self.config.default_image_model if kind == "image" else self.config.default_model
+        if kind == "text" and (text or default) in self.adapters:
+            return self.adapters[text or default]
         return resolve(text or default, self.all_aliases(), base_url, engine, self.config.gguf_engine, kind)

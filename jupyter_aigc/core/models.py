@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,7 +20,8 @@ class ModelRef:
     """Where a model comes from and which engine serves it.
 
     ``source`` is a folder, Hub id, file or API model id; ``gguf`` the GGUF file the weights come from
-    (the transformers engine serves a converted copy of it); ``name`` what the user sees.
+    (the transformers engine serves a converted copy of it); ``name`` what the user sees. A fine-tuned
+    adapter is ``adapter`` (its name) over ``base``, saved in ``adapter_path``.
     """
 
     engine: str
@@ -28,6 +30,9 @@ class ModelRef:
     base_url: str | None = None
     gguf: str | None = None
     default: bool = False
+    adapter: str | None = None
+    adapter_path: str | None = None
+    base: "ModelRef | None" = None
 
     def on(self, engine: str) -> "ModelRef":
         """The same weights served by another engine."""
@@ -63,6 +68,8 @@ def resolve(text: str, aliases: dict, base_url: str | None = None, engine: str |
             raise AigcError(f"No GGUF file at {text}.", "Check the path, or give a model folder or Hub id.")
         gguf = str(path.resolve())
         return ModelRef(local or engine or gguf_engine, gguf, path.stem, gguf=gguf)
+    if path.is_dir() and any((path / f).is_file() for f in ("adapter_config.json", ADAPTER_INFO)):
+        return adapter_ref(path, aliases, gguf_engine)
     if path.exists():
         if not path.is_dir() or not any((path / f).is_file() for f in ("config.json", "model_index.json")):
             raise AigcError(
@@ -77,6 +84,26 @@ def resolve(text: str, aliases: dict, base_url: str | None = None, engine: str |
         "Use a local folder, a .gguf file, a Hub id like 'HuggingFaceTB/SmolLM2-135M-Instruct', "
         "'openai:MODEL', or an alias from `%aigc alias --list`.",
     )
+
+
+ADAPTER_INFO = "jupyter_aigc.json"
+
+
+def adapter_ref(folder: Path, aliases: dict, gguf_engine: str) -> ModelRef:
+    """A saved LoRA adapter folder: its base model (from our metadata, else peft's config) and its name."""
+    info_path = folder / ADAPTER_INFO
+    try:
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        peft_config = next(p for p in (folder / "adapter_config.json", folder / info.get("name", "-") / "adapter_config.json")
+                           if p.is_file())
+        base_text = info.get("base") or json.loads(peft_config.read_text())["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        raise AigcError(f"{folder} is an adapter folder whose base model cannot be read ({type(exc).__name__}).",
+                        "Give the folder saved by %%aigc_finetune, or a peft adapter with adapter_config.json.") from None
+    base = resolve(base_text, aliases, engine="transformers", gguf_engine=gguf_engine)
+    name = info.get("name") or folder.name
+    return ModelRef("transformers", base.source, name, gguf=base.gguf, default=base.default, adapter=name,
+                    adapter_path=str(folder.resolve()), base=base)
 
 
 def _folder_engine(engine: str | None) -> str:

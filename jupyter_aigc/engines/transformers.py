@@ -18,6 +18,7 @@ from ..core.convert import heal, safetensors_folder
 from ..core.errors import AigcError
 from ..core.models import ModelRef
 from ..core.types import Chunk, Request, TokenInfo
+from .adapters import Adapters
 from .base import ATTENTION, GENERATE, LOGPROBS, SCORES, TRAIN, threaded_stream
 
 TOP_ALTERNATIVES = 5
@@ -94,13 +95,15 @@ class TransformersEngine:
         self.device = device
         self.dtype = dtype
         self.progress = progress
+        self.adapters = Adapters()
         self._workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aigc-generate")
 
     def parallel(self, ref: ModelRef) -> int:
         return 1
 
     def key(self, ref: ModelRef) -> str:
-        return f"transformers:{ref.source}"
+        """The cache key of the weights (an adapter's is its base's: one copy of the base weights)."""
+        return f"transformers:{(ref.base or ref).source}"
 
     def prepare(self, ref: ModelRef, key_env: str | None = None) -> None:
         with self.use(ref):
@@ -108,9 +111,61 @@ class TransformersEngine:
 
     @contextmanager
     def use(self, ref: ModelRef, exclusive: bool = False):
-        """Lend ``(model, tokenizer)`` from the cache; exclusive use for work that changes the model."""
-        with self.cache.use(self.key(ref), lambda: self._load(ref), name=ref.name, exclusive=exclusive) as value:
-            yield value
+        """Lend ``(model, tokenizer)`` from the cache; exclusive use for work that changes the model.
+
+        For an adapter the model is held exclusively with that adapter switched on (loaded from its folder
+        the first time); for the base, adapter layers are off.
+        """
+        base = ref.base or ref
+        key = self.key(ref)
+        with self.cache.use(key, lambda: self._load(base), name=base.name,
+                            exclusive=exclusive or ref.adapter is not None) as (model, tokenizer):
+            if ref.adapter is None:
+                yield model, tokenizer
+                return
+            self.adapters.purge(key)
+            if ref.adapter not in self.adapters.names(key):
+                if not ref.adapter_path:
+                    raise AigcError(f"The adapter {ref.adapter} is no longer loaded and was never saved.",
+                                    "Train it again with %%aigc_finetune.")
+                self.adapters.load(key, model, ref.adapter, ref.adapter_path)
+            self.register_adapter(ref)
+            with self.adapters.active(key, ref.adapter):
+                yield model, tokenizer
+
+    def register_adapter(self, ref: ModelRef) -> None:
+        """The adapter's own cache entry: its bytes only, with its base (evicting the base drops it)."""
+        key = self.key(ref)
+
+        def loader() -> Loaded:
+            entry = next(s for s in self.cache.stats() if s["key"] == key)
+            return Loaded(value=ref, nbytes=self.adapters.nbytes(key, ref.adapter), device=entry["device"],
+                          dtype=entry["dtype"], engine=self.name, base=key,
+                          close=lambda: self.adapters.delete(key, ref.adapter))
+
+        self.cache.get(f"adapter:{ref.adapter}", loader, name=ref.adapter)
+
+    @contextmanager
+    def training(self, ref: ModelRef, name: str, rank: int):
+        """Exclusive use of ``ref``'s model with a new LoRA adapter ``name`` on and trainable."""
+        from .training import lora_config
+
+        key = self.key(ref)
+        with self.cache.use(key, lambda: self._load(ref), name=ref.name, exclusive=True) as (model, tokenizer):
+            self.cache.evict(name)  # an adapter of that name trained before is replaced
+            self.adapters.purge(key)
+            wrapper = self.adapters.create(key, model, name, lora_config(rank))
+            with self.adapters.active(key, name):
+                yield wrapper, tokenizer, next(s for s in self.cache.stats() if s["key"] == key)["device"]
+
+    @contextmanager
+    def copy_for_training(self, ref: ModelRef):
+        """A copy of ``ref``'s model for full fine-tuning (the cached base never changes)."""
+        import copy
+
+        with self.use(ref, exclusive=True) as (model, tokenizer):
+            twin = copy.deepcopy(model)
+        yield twin, tokenizer, str(twin.device)
 
     def _load(self, ref: ModelRef) -> Loaded:
         device = pick_device(self.device)
@@ -133,8 +188,10 @@ class TransformersEngine:
                 heal(folder, exc)
                 model, tokenizer = load_text_model(str(safetensors_folder(Path(ref.gguf), self.progress)),
                                                    device, dtype)
+        key = self.key(ref)
         return Loaded(value=(model, tokenizer), nbytes=module_bytes(model), device=device,
-                      dtype=str(dtype).removeprefix("torch."), engine=self.name)
+                      dtype=str(dtype).removeprefix("torch."), engine=self.name,
+                      close=lambda: self.adapters.forget(key))
 
     def encode(self, tokenizer, request: Request):
         if request.raw or not tokenizer.chat_template:

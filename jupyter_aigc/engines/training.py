@@ -1,0 +1,107 @@
+"""Training with transformers' Trainer: LoRA through peft, or every weight of a copy (``--full``).
+
+The Trainer does the optimisation; a callback reports each logged loss and ends training at the next step
+once ``cancel`` is set (Stop or Kernel → Interrupt), keeping what was learnt so far.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Settings:
+    epochs: float = 8.0
+    learning_rate: float = 1e-3
+    lora_r: int = 16
+    batch_size: int = 8
+    eval_split: float = 0.0
+    full: bool = False
+
+
+@dataclass
+class Progress:
+    """What the chart and the progress bar show; ``losses`` and ``eval_losses`` are ``[step, loss]`` pairs."""
+
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    losses: list = field(default_factory=list)
+    eval_losses: list = field(default_factory=list)
+    tokens_per_second: float | None = None
+    seconds_left: float | None = None
+    status: str = "running"
+
+
+def lora_config(rank: int):
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+
+
+def train(model, tokenizer, rows: list[dict], eval_rows: list[dict], settings: Settings, device: str,
+          report: Callable[[Progress], None], cancel: threading.Event) -> Progress:
+    """Train ``model`` in place (a peft model with its adapter active, or a copy for --full)."""
+    from datasets import Dataset
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    progress = Progress()
+    tokens = [sum(1 for label in row["labels"] if label != -100) for row in rows]
+    steps_per_epoch = math.ceil(len(rows) / settings.batch_size)
+    progress.total_steps = max(1, math.ceil(steps_per_epoch * settings.epochs))
+    started = time.perf_counter()
+
+    class Report(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            progress.step, progress.epoch = state.global_step, state.epoch or 0.0
+            elapsed = time.perf_counter() - started
+            seen = sum(tokens) * (progress.epoch or 0)
+            progress.tokens_per_second = seen / elapsed if elapsed > 0 else None
+            done = progress.step / progress.total_steps
+            progress.seconds_left = elapsed / done * (1 - done) if done else None
+            if cancel.is_set():
+                control.should_training_stop = True
+                progress.status = "stopped"
+            report(progress)
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs:
+                progress.losses.append([state.global_step, float(logs["loss"])])
+            if "eval_loss" in logs:
+                progress.eval_losses.append([state.global_step, float(logs["eval_loss"])])
+            report(progress)
+
+    on_gpu = device.startswith("cuda")
+    arguments = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="aigc-train-"), num_train_epochs=settings.epochs,
+        learning_rate=settings.learning_rate, per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=settings.batch_size, logging_steps=1, save_strategy="no", report_to=[],
+        disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu and _bf16_ok(), lr_scheduler_type="linear",
+        eval_strategy="steps" if eval_rows else "no", eval_steps=max(1, steps_per_epoch) if eval_rows else None,
+        remove_unused_columns=False, dataloader_pin_memory=False)
+    trainer = Trainer(model=model, args=arguments, train_dataset=Dataset.from_list(rows),
+                      eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True), callbacks=[Report()])
+    model.train()
+    try:
+        trainer.train()
+    finally:
+        model.eval()
+    if progress.status == "running":
+        progress.status = "finished"
+    report(progress)
+    return progress
+
+
+def _bf16_ok() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()

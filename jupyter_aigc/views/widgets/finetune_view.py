@@ -1,0 +1,61 @@
+"""FinetuneView: %%aigc_finetune's live loss chart (train and eval), progress, tokens/s, time left and Stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import anywidget
+from traitlets import Dict, Unicode
+
+STATIC = Path(__file__).parent / "static"
+PUSH_INTERVAL = 0.2
+
+
+class FinetuneView(anywidget.AnyWidget):
+    _esm = STATIC / "finetune_view.js"
+    _css = STATIC / "finetune_view.css"
+
+    title = Unicode("").tag(sync=True)
+    progress = Dict().tag(sync=True)   # Progress as a dict: step, total_steps, epoch, losses, eval_losses, …
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.on_stop: Callable[[], None] | None = None
+        self._pushed = 0.0
+        self._lock = threading.Lock()
+        self.on_msg(self._handle_message)
+
+    def _handle_message(self, widget, content, buffers) -> None:
+        if isinstance(content, dict) and content.get("type") == "stop" and self.on_stop:
+            self.on_stop()
+
+    def update(self, progress) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if progress.status == "running" and now - self._pushed < PUSH_INTERVAL:
+                return
+            self._pushed = now
+            self.progress = asdict(progress)
+
+
+class TerminalFinetuneView:
+    """A rich progress bar with the last loss, in terminal IPython."""
+
+    def __init__(self):
+        from rich.progress import Progress as Bar
+
+        self.bar = Bar()
+        self.task = None
+
+    def update(self, progress) -> None:
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("training", total=progress.total_steps or None)
+        loss = f"loss {progress.losses[-1][1]:.3f}" if progress.losses else ""
+        self.bar.update(self.task, completed=progress.step, description=f"training {loss}")
+        if progress.status != "running":
+            self.bar.stop()
