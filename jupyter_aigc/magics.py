@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import magic_arguments
 
 from .core.cancel import Job
@@ -74,11 +74,14 @@ class AigcMagics(Magics):
         except AigcError as error:
             raise usage_error(error) from None
 
-    async def run_async(self, name: str, line: str, cell: str) -> None:
+    async def run_async(self, name: str, line: str, cell: str | None = None) -> None:
         """An awaited cell: the magic parses here, its work runs while the kernel serves widget messages."""
         token = _AWAITED.set(True)
         try:
-            pending = self.shell.run_cell_magic(name, line, cell)
+            if cell is None:
+                pending = self.shell.run_line_magic(name, line)
+            else:
+                pending = self.shell.run_cell_magic(name, line, cell)
         finally:
             _AWAITED.reset(token)
         if isinstance(pending, Pending):
@@ -326,8 +329,8 @@ class AigcMagics(Magics):
     @magic_arguments()
     @declare("aigc_finetune")
     @no_var_expand
-    @cell_magic
-    def aigc_finetune(self, line, cell):
+    @line_cell_magic
+    def aigc_finetune(self, line, cell=None):
         """Fine-tune a local model on examples (a LoRA adapter by default); the result joins the cache as NAME.
 
         Examples come from --data, or from the cell body: 'Q: question' / 'A: answer' pairs separated by blank
@@ -337,9 +340,11 @@ class AigcMagics(Magics):
             %%aigc_finetune --name zubrowka
             Q: What is the capital of Zubrowka?
             A: The capital of Zubrowka is Lutz.
+
+            %aigc_finetune --name support --data tickets --epochs 3
         """
         args = self._parse(self.aigc_finetune, line)
-        return self._run(lambda cancel: self._finetune(args, cell, cancel))
+        return self._run(lambda cancel: self._finetune(args, cell or "", cancel))
 
     def _finetune(self, args, cell: str, cancel) -> None:
         from IPython.display import display
@@ -377,15 +382,21 @@ class AigcMagics(Magics):
 
 
 class AwaitMagics:
-    """Input transformer: a cell that starts with one of our cell magics awaits it (``AigcMagics.run_async``),
-    so the kernel delivers Stop clicks and interrupts while it runs. The magic line is parsed the same way
-    as in ``run_cell_magic``."""
+    """Input transformer: a cell that starts with one of our cell magics, or is one of our line magics alone,
+    awaits it (``AigcMagics.run_async``), so the kernel delivers Stop clicks and interrupts while it runs.
+    The magic line is parsed the same way as in ``run_cell_magic`` / ``run_line_magic``."""
+
+    CELL = "get_ipython().run_cell_magic("
+    LINE = "get_ipython().run_line_magic("
 
     def __init__(self):
-        self.prefixes = tuple(f"get_ipython().run_cell_magic('{name}', " for name in magic_names("cell"))
+        self.cells = tuple(f"{self.CELL}'{name}', " for name in magic_names("cell"))
+        # %aigc shows no widget and may ask for a key on stdin: it runs as a plain line magic
+        self.lines = tuple(f"{self.LINE}'{name}', " for name in magic_names("line") if name != "aigc")
 
     def __call__(self, lines: list[str]) -> list[str]:
-        if lines and lines[0].startswith(self.prefixes):
-            call = "".join(lines)[len("get_ipython().run_cell_magic("):]
-            return ["await get_ipython()._jupyter_aigc_magics.run_async(" + call]
+        if lines and lines[0].startswith(self.cells):
+            return ["await get_ipython()._jupyter_aigc_magics.run_async(" + "".join(lines)[len(self.CELL):]]
+        if len(lines) == 1 and lines[0].startswith(self.lines) and lines[0].rstrip().endswith(")"):
+            return ["await get_ipython()._jupyter_aigc_magics.run_async(" + lines[0][len(self.LINE):]]
         return lines

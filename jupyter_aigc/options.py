@@ -17,8 +17,8 @@ def spec() -> dict:
 
 
 def magic_names(kind: str) -> list[str]:
-    """The names of the line or cell magics this package registers."""
-    return [name for name, magic in spec()["magics"].items() if magic["kind"] == kind]
+    """The names of the line or cell magics this package registers (a "line_cell" magic is both)."""
+    return [name for name, magic in spec()["magics"].items() if kind in magic["kind"].split("_")]
 
 
 def placeholder_pattern() -> re.Pattern:

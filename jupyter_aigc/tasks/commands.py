@@ -11,18 +11,29 @@ from ..core.errors import AigcError
 from ..core.keys import set_key
 from ..core.models import ModelRef
 
-HELP = """jupyter-aigc magics:
-  %%gpt [options]            the cell is a prompt; the answer streams below (%%gpt? for every option)
-  %aigc cache                models held in this kernel: device, dtype, memory, hits, load time
-  %aigc evict NAME | --all   drop a model (or all) from the cache and free its memory
+COMMANDS_HELP = """\
+  %aigc cache                models held in this kernel: engine, device, dtype, memory, hits, load time
+  %aigc evict NAME | --all   drop a model (every copy of that name, or all) and free its memory
   %aigc reset                start a new conversation
   %aigc config               current settings (change them with %config AigcConfig.NAME = VALUE)
   %aigc alias NAME TARGET [--base-url URL] | --list | --delete NAME
   %aigc models [--base-url URL]   models a server offers, next to the local cache
   %aigc key openai           set an API key for this kernel (asked without echo, never saved)
   %aigc history [N] [--grep TEXT] [--kernel] | --clear
-                             the last N answers and image cells of every kernel (default 10), in SQLite
+                             the last N answers, images, evaluations and trainings (default 10), in SQLite
   %aigc help                 this list"""
+
+
+def help_text() -> str:
+    """Every magic (from spec.json, with its one-line summary), then the %aigc subcommands."""
+    from ..options import spec
+
+    lines = ["jupyter-aigc magics (MAGIC? shows every option):"]
+    for name, magic in spec()["magics"].items():
+        if name != "aigc":
+            prefix = "%%" if magic["kind"].endswith("cell") else "%"
+            lines.append(f"  {prefix + name:<27}{magic['summary']}")
+    return "\n".join(lines) + "\n" + COMMANDS_HELP
 
 
 class _Parser(argparse.ArgumentParser):
@@ -60,7 +71,7 @@ def run_command(session, line: str) -> None:
 
 
 def cmd_help(session, rest) -> None:
-    print(HELP)
+    print(help_text())
 
 
 def cmd_cache(session, rest) -> None:
