@@ -91,8 +91,9 @@ class AigcMagics(Magics):
                 raise usage_error(error) from None
 
     def _parse(self, magic, line: str):
+        """The options, after ``{var}`` in the line is filled in by the same rule as the body."""
         try:
-            return parse_argstring(magic, line)
+            return parse_argstring(magic, interpolate(line, self.shell.user_ns))
         except AigcError as error:
             raise usage_error(error) from None
 
@@ -378,7 +379,7 @@ class AigcMagics(Magics):
         """Manage jupyter-aigc: `%aigc help` lists the subcommands."""
         from .tasks.commands import run_command
 
-        return self._run(lambda cancel: run_command(self.session, line))
+        return self._run(lambda cancel: run_command(self.session, interpolate(line, self.shell.user_ns)))
 
 
 class AwaitMagics:

@@ -267,3 +267,10 @@ def test_broken_model_files_fail_the_cell_with_one_line(shell, tiny_model, defau
         err = capsys.readouterr().err
         assert not result.success and message in err and "Traceback" not in err, (line, err)
     assert session(shell).cache.stats() == [], "nothing half-loaded stays in the cache"
+
+
+def test_the_magic_line_follows_the_body_s_rule(shell, tiny_model):
+    shell.user_ns.update(folder=str(tiny_model), target="line_answer")
+    result = run_gpt(shell, "-m {folder} --max-tokens 2 --temperature 0 -o {target} --stop {{x}}", "hi")
+    assert result.success and "line_answer" in shell.user_ns
+    assert session(shell).history[-1]["params"]["stop"] == ["{x}"], "{{x}} gives a literal {x}"

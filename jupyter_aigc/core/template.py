@@ -2,7 +2,8 @@
 
 ``{name}``, ``{name.attr}`` and ``{name[0]}`` insert a value from the notebook; ``{{text}}`` gives a literal
 ``{text}``; anything else in braces (code, f-strings, JSON, unknown names) stays exactly as written.
-The magic line is not expanded by IPython (``$var`` stays as written): options are taken literally.
+The magic line follows the same rule (``-m {folder}``); IPython's own ``$var`` expansion is off, so the
+line means the same on every kernel.
 """
 
 from __future__ import annotations
