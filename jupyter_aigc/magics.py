@@ -368,10 +368,9 @@ class AigcMagics(Magics):
         print(f"{result.name}: {result.progress.status} after {result.progress.step} steps ({trained}); "
               f"saved to {result.folder}" + (f", merged model in {result.merged}" if result.merged else "")
               + f". Use it with %%gpt -m {result.name} (a later kernel: -m {result.folder}).")
-        if not args.full:
-            print("llama.cpp can serve LoRA adapters as GGUF files, but no installed package converts a peft adapter "
-                  "to GGUF (llama.cpp's convert_lora_to_gguf.py is not on PyPI): the adapter runs on the "
-                  "transformers engine; --merge saves a plain model folder you can convert yourself.")
+        if not args.full and result.ref.gguf:
+            print("It runs on the transformers engine: llama.cpp takes LoRA adapters only as GGUF files, and no "
+                  "installed package converts a peft adapter to one (--merge saves a plain model folder).")
 
     @no_var_expand
     @line_magic

@@ -10,6 +10,7 @@ import math
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -50,6 +51,7 @@ def train(model, tokenizer, rows: list[dict], eval_rows: list[dict], settings: S
     """Train ``model`` in place (a peft model with its adapter active, or a copy for --full)."""
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     progress = Progress()
     tokens = [sum(1 for label in row["labels"] if label != -100) for row in rows]
@@ -90,9 +92,13 @@ def train(model, tokenizer, rows: list[dict], eval_rows: list[dict], settings: S
     trainer = Trainer(model=model, args=arguments, train_dataset=Dataset.from_list(rows),
                       eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True), callbacks=[Report()])
+    for printer in (PrinterCallback, ProgressCallback):  # the chart shows the losses, not a stream of log lines
+        trainer.remove_callback(printer)
     model.train()
     try:
-        trainer.train()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            trainer.train()
     finally:
         model.eval()
     if progress.status == "running":

@@ -103,6 +103,13 @@ class NextToken:
             with self.engine.use(self.ref) as (network, _):
                 self.logits = self._scores(network)
 
+    def reset(self) -> None:
+        """Back to the prompt, with one forward pass."""
+        if len(self.ids) > self.prompt_length:
+            del self.ids[self.prompt_length:]
+            with self.engine.use(self.ref) as (network, _):
+                self.logits = self._scores(network)
+
     def token(self, token_id: int) -> str:
         return self.tokenizer.decode([int(token_id)])
 

@@ -101,9 +101,8 @@ class NextTokenView(TeachingWidget):
                 self.explorer.undo()
                 self.path = self.path[:-1]
             elif kind == "reset":
-                while self.path:
-                    self.explorer.undo()
-                    self.path = self.path[:-1]
+                self.explorer.reset()
+                self.path = []
             self._publish()
             self.error = ""
         except (AigcError, KeyError, TypeError, ValueError) as exc:
