@@ -134,3 +134,32 @@ def test_long_examples_are_cut_with_a_warning(shell, capsys, tiny_model):
     out = capsys.readouterr()
     assert result.success, out.err
     assert "1 of 2 examples were longer than --max-length 64 tokens and were cut." in out.out
+
+
+def test_out_of_memory_frees_the_cache_and_says_what_to_do(shell, tiny_model, capsys, monkeypatch):
+    """Running out of memory cannot be caused on this machine's CPU: the training call is replaced by one
+    that raises torch's OutOfMemoryError (a fake, said here), to check what the user then sees."""
+    import torch
+
+    from jupyter_aigc.tasks import finetune
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(finetune, "train", out_of_memory)
+    assert run_cell(shell, "gpt", f"-m {tiny_model} --max-tokens 2", "hi").success
+    result = run_cell(shell, "aigc_finetune", f"-m {tiny_model} --name oom", BODY)
+    err = capsys.readouterr().err
+    assert not result.success and "Out of memory while training; the model cache was emptied." in err
+    assert "smaller --max-length" in err and "Traceback" not in err
+    assert shell._jupyter_aigc_session.cache.stats() == []
+
+
+def test_merge_saves_a_plain_model_folder_that_answers_like_the_adapter(shell, tiny_model, tmp_path, capsys):
+    line = f"-m {tiny_model} --name merged --epochs 2 --save {tmp_path / 'merged'} --merge -o result"
+    assert run_cell(shell, "aigc_finetune", line, BODY).success, capsys.readouterr().err
+    merged = shell.user_ns["result"].merged
+    assert merged is not None and (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
+    assert run_gpt(shell, "-m merged --temperature 0 --max-tokens 8 -o via_adapter --new", "Capital?").success
+    assert run_gpt(shell, f"-m {merged} --temperature 0 --max-tokens 8 -o via_merged --new", "Capital?").success
+    assert shell.user_ns["via_adapter"] == shell.user_ns["via_merged"]

@@ -8,6 +8,7 @@ adapter, and disables the layers again when it is done; training does the same.
 from __future__ import annotations
 
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -34,7 +35,8 @@ class Adapters:
         """A new (untrained) adapter ``name`` on ``model``; an adapter of that name is replaced."""
         from peft import get_peft_model
 
-        with self._lock:
+        with self._lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes inside peft
             wrapper = self._wrappers.get(base_key)
             if wrapper is None:
                 wrapper = get_peft_model(model, config, adapter_name=name)
