@@ -22,6 +22,11 @@ from ..markdown import sanitize
 STATIC = Path(__file__).parent / "static"
 
 
+def esm(name: str) -> str:
+    """A teaching widget's ESM: the shared helpers (teaching_common.js) in front of the widget's own file."""
+    return (STATIC / "teaching_common.js").read_text() + "\n" + (STATIC / name).read_text()
+
+
 def f32(array) -> bytes:
     return np.ascontiguousarray(array, dtype=np.float32).tobytes()
 
@@ -53,7 +58,7 @@ class NextTokenView(TeachingWidget):
     the transforms in transformers' order. Greedy, Sample and a click on a bar append a token.
     """
 
-    _esm = STATIC / "next_token.js"
+    _esm = esm("next_token.js")
 
     model_name = Unicode("").tag(sync=True)
     prompt = Unicode("").tag(sync=True)
@@ -125,7 +130,7 @@ class AttentionStepsView(TeachingWidget):
     Q, K and V of every token travel once; choosing another query recomputes in the browser.
     """
 
-    _esm = STATIC / "attention_steps.js"
+    _esm = esm("attention_steps.js")
 
     model_name = Unicode("").tag(sync=True)
     tokens = List(Unicode()).tag(sync=True)
@@ -171,7 +176,7 @@ class PositionalView(TeachingWidget):
     """The sinusoidal encoding (recomputed in the browser for any d_model and positions), the similarity of
     positions, and, for a rotary model, its frequencies and how a real q·k depends on the offset only."""
 
-    _esm = STATIC / "positional.js"
+    _esm = esm("positional.js")
 
     d_model = Int(64).tag(sync=True)
     positions = Int(128).tag(sync=True)
@@ -211,7 +216,7 @@ class PositionalView(TeachingWidget):
 class LogitLensView(TeachingWidget):
     """For every layer and position, the token the model would predict if it stopped there, and how sure."""
 
-    _esm = STATIC / "logit_lens.js"
+    _esm = esm("logit_lens.js")
 
     model_name = Unicode("").tag(sync=True)
     tokens = List(Unicode()).tag(sync=True)

@@ -6,24 +6,6 @@
 const OFFSETS = 96;
 const STARTS = [0, 10, 50];
 
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function floats(value) {
-  if (!value) return new Float32Array(0);
-  if (value instanceof Float32Array) return value;
-  if (value instanceof ArrayBuffer) return new Float32Array(value.slice(0, value.byteLength - (value.byteLength % 4)));
-  const { buffer, byteOffset = 0, byteLength = 0 } = value;
-  if (!buffer) return new Float32Array(0);
-  const length = Math.floor(byteLength / 4);
-  if (byteOffset % 4 === 0) return new Float32Array(buffer, byteOffset, length);
-  return new Float32Array(buffer.slice(byteOffset, byteOffset + 4 * length));
-}
-
 function fmt(x) {
   if (!Number.isFinite(x)) return "–";
   return String(Number(x.toPrecision(3))).replace("-", "−");
