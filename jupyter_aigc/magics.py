@@ -21,10 +21,10 @@ from IPython.core.magic_arguments import magic_arguments
 
 from .core.cancel import Job
 from .core.errors import AigcError
-from .core.keys import redact
 from .core.template import interpolate
 from .options import declare, magic_names, parse_argstring
 from .views import frontend
+from .views.outside import plain, say
 
 _AWAITED = contextvars.ContextVar("jupyter_aigc_awaited", default=False)
 
@@ -37,7 +37,8 @@ class Pending:
 
 
 def usage_error(error: AigcError) -> UsageError:
-    return UsageError(redact(str(error)))
+    """IPython prints a UsageError as one line: masked, with escape and bidi characters made visible."""
+    return UsageError(plain(str(error)))
 
 
 def kernel_serves_comms_while_awaiting(shell) -> bool:
@@ -168,7 +169,7 @@ class AigcMagics(Magics):
 
         maps = attention_maps(self.session, text, model)
         if maps.dropped:
-            print(f"The text is {len(maps.tokens) + maps.dropped} tokens; the view shows the first "
+            say(f"The text is {len(maps.tokens) + maps.dropped} tokens; the view shows the first "
                   f"{len(maps.tokens)} (the model's context).", file=sys.stderr)
         return AttentionView(maps, parse_range(layers, maps.shape[0], "layers"),
                              parse_range(heads, maps.shape[1], "heads"))
@@ -272,13 +273,8 @@ class AigcMagics(Magics):
 
                 gallery = ImageGallery()
                 display(gallery)
-            report = print
-            if gallery is None:
-                from rich.console import Console
-
-                report = Console().print
             run_image(self.session, args, interpolate(cell.strip(), self.shell.user_ns), cancel, gallery,
-                      self._store, report)
+                      self._store, say)
 
         return self._run(work)
 
@@ -365,7 +361,7 @@ class AigcMagics(Magics):
             self._store(args.output, result)
         losses = result.progress.losses
         trained = f"loss {losses[0][1]:.3f} → {losses[-1][1]:.3f}" if losses else "no step finished"
-        print(f"{result.name}: {result.progress.status} after {result.progress.step} steps ({trained}); "
+        say(f"{result.name}: {result.progress.status} after {result.progress.step} steps ({trained}); "
               f"saved to {result.folder}" + (f", merged model in {result.merged}" if result.merged else "")
               + f". Use it with %%gpt -m {result.name} (a later kernel: -m {result.folder}).")
         if not args.full and result.ref.gguf:

@@ -24,7 +24,9 @@ from .tasks.runner import TextRunner
 
 def notice(message: str) -> None:
     """Progress a user should see (a conversion running), on stderr so it never mixes with answers."""
-    print(message, file=sys.stderr)
+    from .views.outside import say
+
+    say(message, file=sys.stderr)
 
 
 class AigcSession:

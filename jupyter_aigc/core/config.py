@@ -19,7 +19,9 @@ def warn_once(message: str) -> None:
     """A one-line notice on stderr, shown once per kernel (a fallback that keeps working, say)."""
     if message not in _warned:
         _warned.add(message)
-        print(f"jupyter-aigc: {message}", file=sys.stderr)
+        from ..views.outside import say
+
+        say(f"jupyter-aigc: {message}", file=sys.stderr)
 
 
 def _range(setting: str) -> dict:

@@ -30,7 +30,9 @@ def forget_key(provider: str) -> None:
 
 
 def remember(key: str) -> str:
-    """Mark ``key`` as a secret that ``redact`` must mask from now on; returns it."""
+    """Mark ``key`` as a secret that ``redact`` must mask from now on; returns it without the whitespace
+    around it (a key file or `export` often ends in a newline, which no server accepts)."""
+    key = (key or "").strip()
     if key and len(key) >= MIN_SECRET and key != NO_KEY_NEEDED:
         _used_keys.add(key)
     return key
@@ -50,7 +52,7 @@ def remember_url_secret(url: str) -> None:
 def resolve_key(provider: str, explicit_env: str | None = None, local_server: bool = False) -> str:
     """explicit (--key-env VAR) → `%aigc key` → environment; a local server may go without one."""
     if explicit_env:
-        value = os.environ.get(explicit_env)
+        value = (os.environ.get(explicit_env) or "").strip()
         if not value:
             raise AigcError(f"The environment variable {explicit_env} (from --key-env) is not set.",
                             f"Set it before starting Jupyter, or run `%env {explicit_env}=…` in a cell you do not save.")
@@ -58,7 +60,7 @@ def resolve_key(provider: str, explicit_env: str | None = None, local_server: bo
     if _kernel_keys.get(provider):
         return _kernel_keys[provider]
     env_var = ENV_VARS.get(provider, f"{provider.upper()}_API_KEY")
-    if os.environ.get(env_var):
+    if os.environ.get(env_var, "").strip():
         return remember(os.environ[env_var])
     if local_server:
         return NO_KEY_NEEDED
@@ -71,7 +73,7 @@ def resolve_key(provider: str, explicit_env: str | None = None, local_server: bo
 
 def known_keys() -> list[str]:
     keys = set(_used_keys) | {k for k in _kernel_keys.values() if k}
-    keys |= {os.environ[v] for v in ENV_VARS.values() if os.environ.get(v)}
+    keys |= {os.environ[v].strip() for v in ENV_VARS.values() if os.environ.get(v)}
     return sorted((k for k in keys if len(k) >= MIN_SECRET and k != NO_KEY_NEEDED), key=len, reverse=True)
 
 
@@ -92,6 +94,34 @@ def redact(text: str) -> str:
     text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:…@", text)
     text = _URL_PARAM.sub(lambda m: m["name"] + "…", text)
     return _BEARER.sub(lambda m: m["name"] + "…", text)
+
+
+def secret_spans(text: str) -> list[tuple[int, int]]:
+    """Where ``redact`` would mask something in ``text``: (start, end) pairs."""
+    spans = []
+    for key in known_keys():
+        start = text.find(key)
+        while start >= 0:
+            spans.append((start, start + len(key)))
+            start = text.find(key, start + 1)
+    for pattern, group in ((_KEY_PATTERN, 1), (_URL_USERINFO, "secret"), (_URL_PARAM, 0), (_BEARER, 0)):
+        spans += [match.span(group) for match in pattern.finditer(text)]
+    return spans
+
+
+def mask_tokens(texts: list[str]) -> list[str]:
+    """Token strings with every token that carries part of a secret of the joined text masked."""
+    joined = "".join(texts)
+    spans = secret_spans(joined)
+    if not spans:
+        return list(texts)
+    masked, position = [], 0
+    for text in texts:
+        end = position + len(text)
+        hit = any(start < end and position < stop for start, stop in spans)
+        masked.append("…" if hit and text.strip() else redact(text))
+        position = end
+    return masked
 
 
 def mask(key: str) -> str:

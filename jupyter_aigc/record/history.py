@@ -31,6 +31,15 @@ CREATE TABLE IF NOT EXISTS answers (
 """
 
 
+def _entry(text) -> dict | None:
+    """A stored row as a dict; a row in another shape (another version's, a damaged one) is None."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 _INSERT = "INSERT INTO history (time, kernel, model, backend, prompt, entry) VALUES (?, ?, ?, ?, ?, ?)"
 
 
@@ -93,7 +102,7 @@ class HistoryStore(Sequence):
     def answer(self, key: str) -> dict | None:
         """A stored answer (``Response.metadata()``) for an evaluation cell's key, or None."""
         row = self._query("SELECT response FROM answers WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return _entry(row[0]) if row else None
 
     def store_answer(self, key: str, response: dict) -> None:
         data = redact(json.dumps(response, default=str))
@@ -110,7 +119,7 @@ class HistoryStore(Sequence):
             params.append(self.kernel)
         rows = self._query(f"SELECT entry FROM history WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
                            (*params, count)).fetchall()
-        return [json.loads(row[0]) for row in reversed(rows)]
+        return [entry for row in reversed(rows) if (entry := _entry(row[0])) is not None]
 
     def clear(self) -> int:
         """Delete every entry and stored evaluation answer; returns how many entries there were."""
@@ -130,4 +139,4 @@ class HistoryStore(Sequence):
             raise IndexError("history index out of range")
         row = self._query("SELECT entry FROM history WHERE kernel = ? ORDER BY id LIMIT 1 OFFSET ?",
                           (self.kernel, index)).fetchone()
-        return json.loads(row[0])
+        return _entry(row[0]) or {}

@@ -10,6 +10,8 @@ import time
 from ..core.errors import AigcError
 from ..core.keys import set_key
 from ..core.models import ModelRef
+from ..views.outside import say
+from ..views.table import show_table
 
 COMMANDS_HELP = """\
   %aigc cache                models held in this kernel: engine, device, dtype, memory, hits, load time
@@ -41,23 +43,6 @@ class _Parser(argparse.ArgumentParser):
         raise AigcError(f"%aigc {self.prog}: {message}.", "Run `%aigc help` for the usage.")
 
 
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-def _table(title: str, columns: list[str], rows: list[list]):
-    from rich.table import Table
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*[str(cell) for cell in row])
-    return table
-
-
 def run_command(session, line: str) -> None:
     try:
         words = shlex.split(line)
@@ -83,8 +68,8 @@ def cmd_cache(session, rest) -> None:
     rows = [[s["name"], s["engine"], s["device"], s["dtype"], f"{s['bytes'] / 2**20:.0f} MB", s["hits"],
              f"{s['load_time']:.2f} s", names.get(s["base"], "")] for s in stats]
     budget = session.cache.budget_bytes / 2**30
-    _console().print(_table(f"Model cache ({session.cache.total_bytes() / 2**20:.0f} MB of {budget:g} GB)",
-                            ["model", "engine", "device", "dtype", "memory", "hits", "load time", "base"], rows))
+    show_table(session.shell, f"Model cache ({session.cache.total_bytes() / 2**20:.0f} MB of {budget:g} GB)",
+               ["model", "engine", "device", "dtype", "memory", "hits", "load time", "base"], rows)
 
 
 def cmd_evict(session, rest) -> None:
@@ -100,7 +85,7 @@ def cmd_evict(session, rest) -> None:
         raise AigcError("%aigc evict needs a model name or --all.", "See `%aigc cache` for the names.")
     elif dropped := session.cache.evict(args.name):
         engines = ", ".join(key.split(":", 1)[0] for key in dropped)
-        print(f"Evicted {args.name} ({engines}).")
+        say(f"Evicted {args.name} ({engines}).")
     else:
         names = ", ".join(s["name"] for s in session.cache.stats()) or "none"
         raise AigcError(f"No cached model named '{args.name}'.", f"Cached: {names}.")
@@ -114,7 +99,7 @@ def cmd_reset(session, rest) -> None:
 def cmd_config(session, rest) -> None:
     config = session.config
     rows = [[name, repr(getattr(config, name))] for name in sorted(config.trait_names(config=True))]
-    _console().print(_table("AigcConfig (set with %config AigcConfig.NAME = VALUE)", ["setting", "value"], rows))
+    show_table(session.shell, "AigcConfig (set with %config AigcConfig.NAME = VALUE)", ["setting", "value"], rows)
 
 
 def cmd_alias(session, rest) -> None:
@@ -129,17 +114,17 @@ def cmd_alias(session, rest) -> None:
         if args.delete not in session.aliases:
             raise AigcError(f"No alias '{args.delete}' set in this kernel.", "See `%aigc alias --list`.")
         del session.aliases[args.delete]
-        print(f"Deleted alias {args.delete}.")
+        say(f"Deleted alias {args.delete}.")
     elif args.name and args.target:
         target = {"model": args.target, "base_url": args.base_url} if args.base_url else args.target
         session.aliases[args.name] = target
-        print(f"{args.name} → {args.target}" + (f" at {args.base_url}" if args.base_url else ""))
+        say(f"{args.name} → {args.target}" + (f" at {args.base_url}" if args.base_url else ""))
     elif args.list or not args.name:
         rows = []
         for name, target in session.all_aliases().items():
             model, url = (target["model"], target.get("base_url", "")) if isinstance(target, dict) else (target, "")
             rows.append([name, model, url or "", "config" if name in session.config.aliases else "kernel"])
-        _console().print(_table("Aliases", ["alias", "model", "base URL", "from"], rows))
+        show_table(session.shell, "Aliases", ["alias", "model", "base URL", "from"], rows)
     else:
         raise AigcError("%aigc alias needs NAME and TARGET.", "Example: %aigc alias fast openai:gpt-4o-mini")
 
@@ -157,7 +142,7 @@ def cmd_models(session, rest) -> None:
         rows += [[name, "server", openai.url_for(server)] for name in names]
     except AigcError as error:
         rows.append([f"({error.message})", "server", openai.url_for(server)])
-    _console().print(_table("Models", ["model", "where", "device / URL"], rows))
+    show_table(session.shell, "Models", ["model", "where", "device / URL"], rows)
 
 
 def cmd_key(session, rest) -> None:
@@ -171,7 +156,7 @@ def cmd_key(session, rest) -> None:
     if not key.strip():
         raise AigcError("No key entered.", "Run `%aigc key openai` again and paste the key.")
     set_key(rest[0], key)
-    print(f"Key for {rest[0]} set for this kernel.")
+    say(f"Key for {rest[0]} set for this kernel.")
 
 
 def cmd_history(session, rest) -> None:
@@ -183,24 +168,28 @@ def cmd_history(session, rest) -> None:
     args = parser.parse_args(rest)
     store = session.history
     if args.clear:
-        print(f"Deleted {store.clear()} history entries from {store.path}.")
+        say(f"Deleted {store.clear()} history entries from {store.path}.")
         return
     entries = store.recent(args.count, args.grep, this_kernel=args.kernel)
     today = time.strftime("%Y-%m-%d")
     rows = []
     for entry in entries:
-        usage = entry.get("usage") or {}
-        prompt = entry["prompt"].replace("\n", " ")
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"])).removeprefix(today + " ")
+        usage = entry.get("usage") if isinstance(entry.get("usage"), dict) else {}
+        prompt = str(entry.get("prompt", "")).replace("\n", " ")
+        try:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(entry.get("time", 0))))
+        except (TypeError, ValueError, OverflowError, OSError):
+            stamp = "?"
         made = (f"{len(entry.get('seeds') or [])} image(s)" if entry.get("kind") == "image"
                 else usage.get("completion_tokens", ""))
-        rows.append([stamp, entry["model"], entry.get("engine") or entry.get("backend", ""), prompt[:60] + ("…" if len(prompt) > 60 else ""),
-                     made, entry["finish_reason"]])
+        rows.append([stamp.removeprefix(today + " "), entry.get("model", ""),
+                     entry.get("engine") or entry.get("backend", ""),
+                     prompt[:60] + ("…" if len(prompt) > 60 else ""), made, entry.get("finish_reason", "")])
     where = str(store.path) if store.persistent else "this kernel only (the history file could not be opened)"
     if not rows:
-        print(f"No answers in the history{' matching ' + repr(args.grep) if args.grep else ''} ({where}).")
+        say(f"No answers in the history{' matching ' + repr(args.grep) if args.grep else ''} ({where}).")
         return
-    _console().print(_table(f"History ({where})", ["time", "model", "engine", "prompt", "made", "end"], rows))
+    show_table(session.shell, f"History ({where})", ["time", "model", "engine", "prompt", "made", "end"], rows)
 
 
 COMMANDS = {

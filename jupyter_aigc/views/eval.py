@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from html import escape
 
-from .markdown import sanitize, terminal_safe
+from .markdown import sanitize
+from .outside import rich_text
 from .text import FALLBACK_MARKER
 
 
@@ -73,10 +74,10 @@ class TerminalEvalView:
         from rich.table import Table
 
         self.progress.stop()
-        table = Table(title=f"{len(evaluation.rows)} examples × {len(evaluation.titles)} variants "
-                            f"({evaluation.reused} answers reused)")
+        table = Table(title=rich_text(f"{len(evaluation.rows)} examples × {len(evaluation.titles)} variants "
+                            f"({evaluation.reused} answers reused)"))
         for title in ["metric", *evaluation.titles]:
-            table.add_column(terminal_safe(title))
+            table.add_column(rich_text(title))
         for row in summary_rows(evaluation):
-            table.add_row(*[terminal_safe(c) for c in row])
+            table.add_row(*[rich_text(c) for c in row])
         self.console.print(table)

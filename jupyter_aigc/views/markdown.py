@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import nh3
@@ -44,14 +43,6 @@ def sanitize(html: str) -> str:
 def to_html(text: str) -> str:
     """Render Markdown ``text`` as sanitised HTML."""
     return sanitize(_renderer().render(text))
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def terminal_safe(text: str) -> str:
-    """``text`` without control characters (escape sequences could move the cursor or retitle the terminal)."""
-    return _CONTROL.sub("", text)
 
 
 def highlight_css() -> str:

@@ -6,7 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from ..core.keys import redact
+from ..core.keys import mask_tokens
 from ..core.types import Response, TokenInfo
 from ..record.pricing import cost
 
@@ -54,26 +54,27 @@ def footer(response: Response) -> str:
 
 def final_text(columns: list[Column]) -> str:
     """The answer(s) as plain text, for text/plain outputs and terminals."""
+    from .outside import plain
+
     blocks = []
     for column in columns:
         head = f"{column.title}\n\n" if len(columns) > 1 and column.title else ""
         tail = f"\n\n{column.error}" if column.error else ""
-        blocks.append(f"{head}{redact(column.text)}{tail}\n\n{column.footer}".strip())
+        blocks.append(plain(f"{head}{column.text}{tail}\n\n{column.footer}".strip()))
     return "\n\n---\n\n".join(blocks)
 
 
 def final_html(columns: list[Column], cursor: bool = False) -> str:
     """The answer(s) as sanitised HTML: model text through ``to_html``, titles, errors and footers escaped."""
-    from html import escape
-
-    from .markdown import sanitize, to_html
+    from .markdown import sanitize
+    from .outside import html, markdown_html
 
     blocks = []
     for column in columns:
-        head = f"<p><strong>{escape(column.title)}</strong></p>" if len(columns) > 1 and column.title else ""
-        body = to_html(redact(column.text) + (" ▍" if cursor else ""))
-        tail = f"<p><em>{escape(column.error)}</em></p>" if column.error else ""
-        foot = f"<p><sub>{escape(column.footer)}</sub></p>" if column.footer else ""
+        head = f"<p><strong>{html(column.title)}</strong></p>" if len(columns) > 1 and column.title else ""
+        body = markdown_html(column.text + (" ▍" if cursor else ""))
+        tail = f"<p><em>{html(column.error)}</em></p>" if column.error else ""
+        foot = f"<p><sub>{html(column.footer)}</sub></p>" if column.footer else ""
         blocks.append(head + body + tail + foot)
     return sanitize("<hr>".join(blocks))
 
@@ -161,23 +162,25 @@ class TerminalRenderer(Renderer):
         from rich.console import Group
         from rich.markdown import Markdown
         from rich.table import Table
-        from rich.text import Text
 
-        from .markdown import terminal_safe as safe
+        from .outside import plain, rich_text
+
+        def answer(text: str):  # rich Markdown reads no rich markup; links stay text, never OSC 8 hyperlinks
+            return Markdown(plain(text) or "…", hyperlinks=False)
 
         if len(self.columns) == 1:
             column = self.columns[0]
-            parts = [Markdown(safe(redact(column.text)))] if column.text or not column.error else []
+            parts = [answer(column.text)] if column.text or not column.error else []
             if column.error:
-                parts.append(Text(safe(column.error), style="bold red"))
+                parts.append(rich_text(column.error, style="bold red"))
             if column.footer:
-                parts.append(Text(safe(column.footer), style="dim"))
+                parts.append(rich_text(column.footer, style="dim"))
             return Group(*parts)
         table = Table(show_lines=True, expand=True)
         for column in self.columns:
-            table.add_column(safe(column.title))
-        table.add_row(*[Markdown(safe(redact(c.text)) or "…") for c in self.columns])
-        table.add_row(*[Text(safe((c.error + " " if c.error else "") + c.footer), style="dim") for c in self.columns])
+            table.add_column(rich_text(column.title))
+        table.add_row(*[answer(c.text) for c in self.columns])
+        table.add_row(*[rich_text((c.error + " " if c.error else "") + c.footer, style="dim") for c in self.columns])
         return table
 
     def _draw(self, final: bool) -> None:
@@ -241,20 +244,24 @@ class WidgetRenderer(Renderer):
     def show_error(self, message: str) -> None:
         """A failure that produced no answer (a bad control value, a server that is down), in the widget."""
         self.view.running = False
-        self.view.columns = [{"title": "", "html": "", "status": "error", "footer": "", "error": message,
+        from .outside import plain
+
+        self.view.columns = [{"title": "", "html": "", "status": "error", "footer": "", "error": plain(message),
                               "tokens": []}]
 
     def _payload(self, column: Column) -> dict:
-        from .markdown import to_html
+        from .outside import markdown_html, plain
         from .widgets.gpt_view import prob_color
 
+        texts = mask_tokens([t.text for t in column.tokens])  # a key spread over tokens is masked in each
         return {
-            "title": column.title,
-            "html": to_html(redact(column.text)),  # a key a server echoes is masked as it streams
+            "title": plain(column.title),
+            "html": markdown_html(column.text),  # a key a server echoes is masked as it streams
             "status": column.status,
-            "footer": column.footer,
-            "error": column.error,
-            "tokens": [[t.text, t.prob, prob_color(t.prob), t.top] for t in column.tokens],
+            "footer": plain(column.footer),
+            "error": plain(column.error),
+            "tokens": [[text, t.prob, prob_color(t.prob), [[plain(a), p] for a, p in t.top]]
+                       for text, t in zip(texts, column.tokens)],
         }
 
     def _draw(self, final: bool) -> None:
