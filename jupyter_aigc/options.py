@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import keyword
 import re
 import shlex
 from functools import lru_cache
@@ -66,7 +67,12 @@ def parse_argstring(magic_func, line: str):
         words = shlex.split(line)
     except ValueError as exc:
         raise AigcError(f"Cannot read the options: {exc}.", "Close every quote you open.") from None
-    return magic_func.parser.parse_args(words)
+    args = magic_func.parser.parse_args(words)
+    output = getattr(args, "output", None)
+    if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
+        raise AigcError(f"-o {output!r} is not a Python variable name.",
+                        "Use letters, digits and _ (not first a digit), e.g. -o answer.")
+    return args
 
 
 def check(setting: str, value, flag: str | None = None):

@@ -26,8 +26,23 @@ XSS_ERROR = '<img src=x onerror="window.__aigc_xss=7"><style>body{display:none}<
 HTML_PAGE = "<html><body><h1>Welcome to nginx!</h1></body></html>"
 OK_PIECES = ["Hello", " from", " the", " server."]
 PARTIAL_PIECES = ["Partial", " answer"]
+# Outside text that must stay text on every surface: markup for HTML and rich, escape sequences (OSC 52 writes
+# the clipboard, OSC 8 makes links, CSI clears the screen), bidi overrides, entities, script URLs, length.
+CORPUS = [
+    '<img src=x onerror="window.__aigc_xss=11">',
+    '[link=x"onmouseover="window.__aigc_xss=12"]gpt-4o[/link]',
+    "[/INST] [bold red]loud[/] [/]",
+    "\x1b]52;c;aGFja2Vk\x07\x1b[2J\x1b]8;;http://evil.example\x07click\x1b]8;;\x07",
+    "abc\u202edcba\u2066x\u2069",
+    "&lt;script&gt; &amp;amp; &#x3C;b&#x3E;",
+    '<a href="javascript:window.__aigc_xss=13">j</a> [x](javascript:alert(1))',
+    "\x9b31m c1 \x85 \r overwrite",
+    "long " * 3000,
+]
 MODES = ["ok", "hang", "hang-mid", "close-mid", "html", "bad-json", "bad-index", "echo-auth",
-         "echo-auth-error", "xss", "xss-error", "empty", "length", "slow"]
+         "echo-auth-error", "xss", "xss-error", "empty", "length", "slow", "corpus", "corpus-error",
+         "corpus-finish", "nan-logprob", "string-usage", "content-filter", "ignore-max", "chat-only"]
+HOSTILE_IDS = CORPUS[:5]
 SLOW_CHUNKS = 50
 SLOW_DELAY_S = 0.1
 
@@ -64,7 +79,8 @@ class HostileHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         self._record(None)
         if self.path.rstrip("/") == "/v1/models":
-            self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODES]})
+            ids = MODES + HOSTILE_IDS
+            self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in ids]})
         else:
             self._not_found()
 
@@ -87,6 +103,10 @@ class HostileHandler(BaseHTTPRequestHandler):
         handler = getattr(self, "mode_" + str(self.model).replace("-", "_"), None)
         if self.model not in MODES or handler is None:
             return self._error(404, f"model '{self.model}' not found", "not_found")
+        if self.model == "chat-only" and not self.chat:
+            return self._not_found()
+        self.max_tokens = request.get("max_tokens") or request.get("max_completion_tokens")
+        self.logprobs = bool(request.get("logprobs")) and self.chat
         handler()
 
     def mode_ok(self):
@@ -137,6 +157,43 @@ class HostileHandler(BaseHTTPRequestHandler):
 
     def mode_length(self):
         self._scripted(["Cut"], "length")
+
+    def mode_corpus(self):
+        self._scripted(CORPUS, "stop")
+
+    def mode_corpus_error(self):
+        self._error(400, " ".join(CORPUS[:8]), "invalid_request_error")
+
+    def mode_corpus_finish(self):
+        self._scripted(["Half a wo"], CORPUS[1])
+
+    def mode_content_filter(self):
+        self._scripted(["Half a wo"], "content_filter")
+
+    def mode_ignore_max(self):
+        self._scripted(["word "] * ((self.max_tokens or 4) + 20), "stop")
+
+    def mode_chat_only(self):
+        self._scripted(OK_PIECES, "stop")
+
+    def mode_string_usage(self):
+        if not self.stream:
+            return self._send_completion("Counted.", "stop", 0, 2)
+        self._start_stream()
+        self._event(self._piece("Counted."))
+        self._event(self._piece(None, "stop"))
+        self._event({**self._envelope(), "choices": [], "usage": {"prompt_tokens": "7", "completion_tokens": "2",
+                                                                    "total_tokens": "<b>9</b>"}})
+        self._end_stream()
+
+    def mode_nan_logprob(self):
+        self._start_stream()
+        token = {"token": "Hi", "logprob": "NaN", "bytes": None, "top_logprobs": []}
+        event = self._piece("Hi")
+        event["choices"][0]["logprobs"] = {"content": [token]}
+        self._event(event)
+        self._event(self._piece(None, "stop"))
+        self._end_stream()
 
     def mode_slow(self):
         if not self.stream:
@@ -189,6 +246,10 @@ class HostileHandler(BaseHTTPRequestHandler):
         if self.chat:
             delta = {"role": "assistant"} if role else ({} if text is None else {"content": text})
             choice = {"index": index, "delta": delta, "finish_reason": finish}
+            if text and getattr(self, "logprobs", False):  # the piece as 3-character tokens
+                tokens = [text[i:i + 3] for i in range(0, len(text), 3)]
+                choice["logprobs"] = {"content": [{"token": t, "logprob": -0.5, "bytes": None,
+                                                   "top_logprobs": [{"token": t, "logprob": -0.5}]} for t in tokens]}
         else:
             choice = {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
         return {**self._envelope(), "choices": [choice]}

@@ -118,6 +118,7 @@ class FakeImages(BaseHTTPRequestHandler):
     """Stands in for /v1/images/generations (no offline server implements it): real PNGs as b64_json."""
 
     requests: list = []
+    files: dict = {}
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -134,8 +135,22 @@ class FakeImages(BaseHTTPRequestHandler):
         for i in range(body.get("n", 1)):
             buffer = io.BytesIO()
             Image.new("RGB", (width, height), (40 * i, 100, 200)).save(buffer, format="PNG")
-            data.append({"b64_json": base64.b64encode(buffer.getvalue()).decode()})
+            if "as url" in body["prompt"]:  # as some servers do, whatever response_format asked for
+                FakeImages.files[f"/files/{i}.png"] = buffer.getvalue()
+                data.append({"url": f"http://{self.headers['Host']}/files/{i}.png"})
+            else:
+                data.append({"b64_json": base64.b64encode(buffer.getvalue()).decode()})
         self.reply(200, {"created": 1, "data": data})
+
+    def do_GET(self):
+        raw = FakeImages.files.get(self.path)
+        if raw is None:
+            return self.reply(404, {"error": {"message": "no such file"}})
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def reply(self, status, payload):
         raw = json.dumps(payload).encode()
@@ -176,3 +191,11 @@ def test_openai_images_path(shell, fake_images_server, monkeypatch, capsys):
     run_image(shell, "-m openai:gpt-image-1 --size 1024x1024")
     err = capsys.readouterr().err
     assert "rejected the API key (401)" in err and "sk-wrong-key-0987654321" not in err
+
+
+def test_openai_images_sent_as_urls_are_fetched(shell, fake_images_server, monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-good-key-1234567890")
+    shell.run_line_magic("config", f"AigcConfig.base_url = '{fake_images_server}'")
+    run_image(shell, "-m openai:dall-e-2 --size 256x256 -n 2 -o images", "a lighthouse, as url")
+    assert [im.size for im in shell.user_ns["images"]] == [(256, 256), (256, 256)]
+    assert "Traceback" not in capsys.readouterr().err

@@ -93,6 +93,17 @@ class AigcConfig(Configurable):
             raise TraitError("AigcConfig.device 'mps': this machine has no Apple GPU. Use 'cpu' or '' (automatic).")
         return device
 
+    @validate("cache_budget_gb", "attention_budget_gb", "timeout", "temperature", "top_p")
+    def _check_finite(self, proposal):
+        import math
+
+        value = proposal["value"]
+        if not math.isfinite(value):
+            name = proposal["trait"].name
+            raise TraitError(f"AigcConfig.{name} = {value} is not a finite number. Give a number, "
+                             f"e.g. %config AigcConfig.{name} = {proposal['trait'].default_value}.")
+        return value
+
     @validate("aliases")
     def _check_aliases(self, proposal):
         for name, target in proposal["value"].items():
@@ -135,8 +146,35 @@ def cache_dir() -> Path:
 
 
 def fallback_cache_dir(reason: str) -> Path:
-    fallback = Path(tempfile.gettempdir()) / f"jupyter_aigc-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
-    fallback.mkdir(parents=True, exist_ok=True)
-    warn_once(f"{reason}; using {fallback} for now. Set JUPYTER_AIGC_CACHE to a writable folder to keep "
+    """A private temporary folder: ours alone (owner, mode 0700, not a link), else a fresh ``mkdtemp``."""
+    global _fallback
+    if _fallback is None:
+        _fallback = _private_folder(
+            Path(tempfile.gettempdir()) / f"jupyter_aigc-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+    warn_once(f"{reason}; using {_fallback} for now. Set JUPYTER_AIGC_CACHE to a writable folder to keep "
               "converted models between sessions.")
-    return fallback
+    return _fallback
+
+
+_fallback: Path | None = None
+
+
+def _private_folder(folder: Path) -> Path:
+    """``folder`` if this user made it and no one else can enter it; another user could plant files in a
+    predictable path, so anything else gives a new ``mkdtemp`` folder."""
+    import stat
+
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))
+    mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    if stat.S_ISDIR(info.st_mode) and mine and not info.st_mode & 0o077:
+        return folder
+    return Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))

@@ -138,17 +138,41 @@ def chunk_from_event(event: dict, source: str) -> Chunk | None:
         delta = choice.get("delta")
         chunk.text += (delta.get("content") or "") if delta is not None else (choice.get("text") or "")
         logprobs = choice.get("logprobs") or {}
-        for token in logprobs.get("content") or []:
+        for token in (logprobs.get("content") if isinstance(logprobs, dict) else None) or []:
             chunk.tokens.append(TokenInfo(
-                text=token["token"], prob=math.exp(token["logprob"]),
-                top=[(alt["token"], math.exp(alt["logprob"])) for alt in token.get("top_logprobs") or []]))
-        chunk.finish_reason = choice.get("finish_reason") or chunk.finish_reason
+                text=str(token.get("token", "")), prob=_probability(token.get("logprob"), source),
+                top=[(str(alt.get("token", "")), _probability(alt.get("logprob"), source))
+                     for alt in token.get("top_logprobs") or []]))
+        finish = choice.get("finish_reason")
+        chunk.finish_reason = (finish if isinstance(finish, str) else None) or chunk.finish_reason
     usage = event.get("usage")
-    if usage:
-        chunk.usage = {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")}
+    if isinstance(usage, dict) and usage:
+        chunk.usage = {"prompt_tokens": _count(usage.get("prompt_tokens")),
+                       "completion_tokens": _count(usage.get("completion_tokens"))}
     if not (chunk.text or chunk.tokens or chunk.usage or chunk.finish_reason):
         return None
     return chunk
+
+
+def _probability(logprob, source: str) -> float:
+    """exp(logprob) for a logprob a server sent; anything but a number ≤ 0 is the server's error."""
+    try:
+        value = float(logprob)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) and value != -math.inf or value > 1e-6:
+        raise AigcError(f"{source} sent a token log-probability that is not a number ≤ 0 ({str(logprob)[:40]}).",
+                        "Run the cell without --logprobs, or use a server whose logprobs are right.")
+    return math.exp(min(value, 0.0))
+
+
+def _count(value) -> int | None:
+    """A token count from a server's usage: an int (also when sent as a string), else unknown."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if 0 <= number < 10**12 else None
 
 
 def event_error(error, source: str):

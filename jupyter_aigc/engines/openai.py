@@ -102,7 +102,7 @@ class OpenAIEngine:
             try:
                 stream = self._open(client, request, ref)
             except Exception as exc:
-                raise self.translate(exc, ref, started) from None
+                raise self.translate(exc, ref, started, raw=request.raw) from None
             try:
                 for event in stream:
                     chunk = chunk_from_event(event.model_dump(exclude_unset=True), f"The server at {url}")
@@ -176,7 +176,7 @@ class OpenAIEngine:
                                          "json_schema": {"name": "answer", "schema": request.schema}}
         return params
 
-    def translate(self, exc: Exception, ref: ModelRef, started: float) -> AigcError:
+    def translate(self, exc: Exception, ref: ModelRef, started: float, raw: bool = False) -> AigcError:
         """A short message, with the fix, for every way a request can fail; times are the real ones."""
         import openai
 
@@ -196,9 +196,13 @@ class OpenAIEngine:
                              "Set a valid key with `%aigc key openai` or OPENAI_API_KEY.")
         if isinstance(exc, openai.NotFoundError):
             try:
-                available = ", ".join(self.list_models(ref)) or "none"
+                names = self.list_models(ref)
+                available = ", ".join(names) or "none"
             except AigcError:
-                available = "unknown (the model list could not be read)"
+                names, available = None, "unknown (the model list could not be read)"
+            if raw and (names is None or ref.source in names):
+                return AigcError(f"The server at {url} has no Completion API: /completions answered 404 (--raw).",
+                                 "The server speaks chat only; drop --raw to send the prompt as a chat message.")
             return AigcError(redact(f"The server at {url} has no model '{ref.source}' (404)."),
                              redact(f"Available: {available}."))
         if isinstance(exc, openai.RateLimitError):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import threading
-
 import time
 
 from ..core.errors import AigcError
@@ -60,8 +59,32 @@ class OpenAIImagesEngine:
         except Exception as exc:
             raise self.chat.translate(exc, spec, started) from None
         images = collected if collected is not None else []
-        for item in result.data:
-            image = Image.open(io.BytesIO(base64.b64decode(item.b64_json)))
-            image.load()
+        for item in result.data or []:
+            if cancel.is_set():
+                break
+            try:
+                image = Image.open(io.BytesIO(self._image_bytes(item, spec)))
+                image.load()
+            except (OSError, ValueError) as exc:
+                raise AigcError(f"The server at {self.chat.url_for(spec)} sent an image that cannot be read "
+                                f"({type(exc).__name__}).", "Check the server, or try another model.") from None
             images.append(image)
         return images
+
+    def _image_bytes(self, item, spec: ModelRef) -> bytes:
+        """The image of one answer item: ``b64_json``, or the ``url`` some servers send instead."""
+        if getattr(item, "b64_json", None):
+            return base64.b64decode(item.b64_json, validate=True)
+        url = getattr(item, "url", None) or ""
+        if not url.startswith(("http://", "https://")):
+            raise AigcError(f"The server at {self.chat.url_for(spec)} sent an image with neither b64_json nor a "
+                            "web URL.", "Check that it implements the OpenAI Images API.")
+        import httpx
+
+        try:
+            answer = httpx.get(url, timeout=self.chat.timeout, follow_redirects=True)
+            answer.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise AigcError(f"The image URL the server sent could not be fetched ({type(exc).__name__}).",
+                            "Run the cell again; such URLs expire after a while.") from None
+        return answer.content

@@ -205,6 +205,8 @@ class GptTask:
                     self._finish(args, cell_key, prompt, responses, store)
                 except AigcError as error:
                     view.show_error(str(error))
+                except Exception as error:  # the widget must never stay "running"
+                    view.show_error(f"Regenerate failed: {type(error).__name__}: {error}")
                 finally:
                     lock.release()
 

@@ -21,6 +21,7 @@ from ..core.types import Chunk, Request, Response
 UPDATE_INTERVAL = 0.05  # the view redraws at most 20 times a second
 SETTLE = 0.8  # after Stop, how long the runner waits for engines to hand in their last chunks
 _DONE = object()
+FINISH_REASONS = ("stop", "length", "stopped", "incomplete", "error")  # the ones this package knows
 
 
 @dataclass
@@ -112,7 +113,7 @@ class TextRunner:
             elapsed = time.perf_counter() - start
             for column, response in enumerate(responses):
                 if column not in finished:
-                    self._ended(response, cancel, elapsed, counted[column])
+                    self._ended(response, cancel, elapsed, counted[column], jobs[column].request.max_tokens)
                     self._finish(column, response, jobs[column].request, view)
             view.metadata = {"responses": [r.metadata() for r in responses]}
             view.finish()
@@ -139,7 +140,8 @@ class TextRunner:
                 continue
             if item is _DONE:
                 active -= 1
-                self._ended(responses[column], cancel, time.perf_counter() - start, counted[column])
+                self._ended(responses[column], cancel, time.perf_counter() - start, counted[column],
+                            jobs[column].request.max_tokens)
                 self._finish(column, responses[column], jobs[column].request, view)
                 finished.add(column)
             else:
@@ -200,16 +202,23 @@ class TextRunner:
             response.elapsed = now
 
     @staticmethod
-    def _ended(response: Response, cancel: threading.Event, now: float, counted: int) -> None:
-        """The completion's stream is over: a stream that ended without saying why is cut off."""
+    def _ended(response: Response, cancel: threading.Event, now: float, counted: int, max_tokens: int) -> None:
+        """The completion's stream is over: a stream that ended without saying why is cut off, and so is one
+        a server ended for its own reason (a content filter); a server that ignored max_tokens is marked."""
         if response.elapsed == 0:
             response.elapsed = now
         if response.finish_reason == "running":
             response.finish_reason = "stopped" if cancel.is_set() else "incomplete"
             if not cancel.is_set() and not response.error:
                 response.error = "The stream ended before the answer was finished: it is cut off."
+        elif response.finish_reason not in FINISH_REASONS and not response.error:
+            reason = response.finish_reason
+            response.error = (f"The server cut the answer off (finish reason '{reason[:40]}')"
+                              + (": its content filter stopped it." if reason == "content_filter" else "."))
         if response.usage.get("completion_tokens") is None and counted:
             response.usage = {**response.usage, "completion_tokens": counted, "counted": True}
+        if (response.usage.get("completion_tokens") or 0) > max_tokens:
+            response.usage = {**response.usage, "ignored_max_tokens": max_tokens}
         if not response.text and not response.error and response.finish_reason in ("stop", "length"):
             response.error = (f"The model returned an empty answer (finish reason '{response.finish_reason}', "
                               f"{response.usage.get('completion_tokens', 0)} tokens).")

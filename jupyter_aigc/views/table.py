@@ -33,10 +33,10 @@ def plain_table(title: str, columns: list[str], rows: list[list], width: int = 1
 
 
 def html_table(title: str, columns: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th style='text-align:left'>{html(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{html('' if c is None else c, CELL_LIMIT)}</td>"
-                                    for c in row) + "</tr>" for row in rows)
-    return (f"<table class='aigc-table'><caption style='text-align:left'>{html(title)}</caption>"
+    head = "".join(f"<th>{html(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html('' if c is None else c, CELL_LIMIT)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return (f"<table class='aigc-table'><caption>{html(title)}</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 

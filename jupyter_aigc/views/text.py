@@ -37,8 +37,10 @@ def footer(response: Response) -> str:
     if usage:
         shared = " (all completions)" if usage.get("shared") else ""
         counted = " (counted; the server reports no usage)" if usage.get("counted") else ""
+        ignored = (f" (more than --max-tokens {usage['ignored_max_tokens']}: the server ignored it)"
+                   if usage.get("ignored_max_tokens") else "")
         parts.append(f"{usage.get('prompt_tokens', '?')} in → {usage.get('completion_tokens', '?')} out"
-                     f"{shared}{counted}")
+                     f"{shared}{counted}{ignored}")
     if response.ttft is not None:
         parts.append(f"first token {response.ttft:.2f} s")
     if response.tokens_per_second:
@@ -49,6 +51,8 @@ def footer(response: Response) -> str:
         parts.append(f"${price:.5f}")
     if response.finish_reason in ENDINGS:
         parts.append(ENDINGS[response.finish_reason])
+    elif response.finish_reason not in ("stop", "running"):
+        parts.append(f"cut off by the server ({response.finish_reason})")
     return " · ".join(parts)
 
 
@@ -116,8 +120,8 @@ class Renderer(ABC):
     def finish_column(self, index: int, response: Response) -> None:
         column = self.columns[index]
         column.text = response.text
-        column.status = {"stopped": "stopped", "error": "error", "incomplete": "incomplete"}.get(
-            response.finish_reason, "done")
+        column.status = {"stopped": "stopped", "error": "error", "incomplete": "incomplete", "stop": "done",
+                         "length": "done"}.get(response.finish_reason, "incomplete")
         column.footer = footer(response)
         column.error = response.error or ""
         self._dirty = True
@@ -260,7 +264,7 @@ class WidgetRenderer(Renderer):
             "status": column.status,
             "footer": plain(column.footer),
             "error": plain(column.error),
-            "tokens": [[text, t.prob, prob_color(t.prob), [[plain(a), p] for a, p in t.top]]
+            "tokens": [[text, t.prob, prob_color(t.prob), [[plain(a) if text == t.text else "…", p] for a, p in t.top]]
                        for text, t in zip(texts, column.tokens)],
         }
 
