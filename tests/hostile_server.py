@@ -41,7 +41,7 @@ CORPUS = [
 ]
 MODES = ["ok", "hang", "hang-mid", "close-mid", "html", "bad-json", "bad-index", "echo-auth",
          "echo-auth-error", "xss", "xss-error", "empty", "length", "slow", "corpus", "corpus-error",
-         "corpus-finish", "nan-logprob", "string-usage", "content-filter", "ignore-max", "chat-only"]
+         "corpus-finish", "nan-logprob", "string-usage", "content-filter", "ignore-max", "chat-only", "json-a"]
 HOSTILE_IDS = CORPUS[:5]
 SLOW_CHUNKS = 50
 SLOW_DELAY_S = 0.1
@@ -172,6 +172,9 @@ class HostileHandler(BaseHTTPRequestHandler):
 
     def mode_ignore_max(self):
         self._scripted(["word "] * ((self.max_tokens or 4) + 20), "stop")
+
+    def mode_json_a(self):
+        self._scripted(['{"a": "' + "a" * 29 + '!"}'], "stop")
 
     def mode_chat_only(self):
         self._scripted(OK_PIECES, "stop")

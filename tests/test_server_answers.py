@@ -110,3 +110,16 @@ def test_the_fallback_cache_folder_is_private(tmp_path, monkeypatch):
     planted.unlink()
     folder = config.fallback_cache_dir("test")
     assert folder == planted and stat.S_IMODE(planted.stat().st_mode) == 0o700, "made here: private, used"
+
+
+def test_a_schema_pattern_that_backtracks_cannot_hang_the_cell(shell, server, capsys):
+    """With Python's re (as jsonschema matches), ^(a+)+$ on 29 a's and a '!' holds the GIL for about 10 s."""
+    import time
+
+    schema = '{"type": "object", "properties": {"a": {"type": "string", "pattern": "^(a+)+$"}}}'
+    started = time.monotonic()
+    result = run_gpt(shell, f"-m json-a --base-url {server.url} --schema '{schema}'", "hi")
+    took = time.monotonic() - started
+    err = one_line(capsys.readouterr().err)
+    assert not result.success and "does not follow the schema" in err and "does not match '^(a+)+$'" in err
+    assert took < 5, f"the cell took {took:.1f} s"

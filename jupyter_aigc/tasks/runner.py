@@ -233,9 +233,8 @@ class TextRunner:
         except ValueError as exc:
             response.error = response.error or f"The answer is not valid JSON ({exc})."
             return
-        import jsonschema
+        from ..core.schema import first_error
 
-        try:
-            jsonschema.validate(response.parsed, request.schema)
-        except jsonschema.ValidationError as exc:
-            response.error = f"The answer does not follow the schema: {exc.message}."
+        problem = first_error(response.parsed, request.schema)
+        if problem is not None:
+            response.error = f"The answer does not follow the schema: {problem}."
