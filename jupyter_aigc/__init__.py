@@ -67,7 +67,6 @@ def evaluate(template: str, data, reference: str | None = None, metrics: str | N
     ``data`` is a list of dicts, a DataFrame, a Dataset or a path; ``metrics`` a comma list or a list;
     ``options`` are %%aigc_eval's options by name, e.g. ``compare="m1,m2"``, ``temperature="0,0.8"``.
     """
-    import threading
     from argparse import Namespace
 
     from IPython import get_ipython
@@ -82,7 +81,8 @@ def evaluate(template: str, data, reference: str | None = None, metrics: str | N
     if unknown:
         raise TypeError(f"evaluate() got unknown options: {', '.join(sorted(unknown))}")
     namespace = {**get_ipython().user_ns, "__aigc_eval_data__": data}
-    evaluation = session.evaluate.run(Namespace(**{**vars(args), **values}), template, namespace, threading.Event())
+    evaluation = _run(lambda cancel: session.evaluate.run(Namespace(**{**vars(args), **values}), template,
+                                                          namespace, cancel))
     return session.evaluate.dataframe(evaluation)
 
 
@@ -92,7 +92,6 @@ def finetune(name: str, data=None, model: str | None = None, examples: str = "",
     ``data`` is a list, DataFrame, Dataset or path; ``examples`` the cell-body text form instead;
     ``options`` are %%aigc_finetune's options by name, e.g. ``epochs=4, lora_r=8``.
     """
-    import threading
     from argparse import Namespace
 
     from IPython import get_ipython
@@ -105,7 +104,20 @@ def finetune(name: str, data=None, model: str | None = None, examples: str = "",
     namespace = {**get_ipython().user_ns, "__aigc_finetune_data__": data}
     values = {**args, **options, "name": name, "model": model,
               "data": None if data is None else "__aigc_finetune_data__"}
-    return session.finetune.run(Namespace(**values), examples, namespace, threading.Event())
+    return _run(lambda cancel: session.finetune.run(Namespace(**values), examples, namespace, cancel))
+
+
+def _run(work):
+    """The Python API runs its work as the magics do: a ``Job`` that Kernel → Interrupt ends (what was done is
+    kept: stored answers, the adapter as trained so far), with a user's mistake as one line, not a traceback."""
+    from .core.cancel import Job
+    from .core.errors import AigcError
+    from .magics import usage_error
+
+    try:
+        return Job(work).run()
+    except AigcError as error:
+        raise usage_error(error) from None
 
 
 def _jupyter_labextension_paths() -> list[dict]:
