@@ -7,6 +7,7 @@ ipykernel 6 runs from a virtual environment made here on top of this one (pip in
 """
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 import time
@@ -21,11 +22,22 @@ IPYKERNEL6 = "ipykernel==6.29.5"
 
 @pytest.fixture(scope="module")
 def ipykernel6_spec(tmp_path_factory):
-    """A kernelspec 'aigc-ipykernel6' whose Python sees this environment's packages but ipykernel 6."""
+    """A kernelspec 'aigc-ipykernel6' whose Python sees this environment's packages but ipykernel 6.
+
+    `venv --system-site-packages` would see the base interpreter's packages, not those of a virtual environment
+    the tests run in: the new environment adds this one's site-packages (with their .pth files, so the editable
+    install of jupyter_aigc counts) after its own, where ipykernel 6 goes."""
+    import sysconfig
+
     root = tmp_path_factory.mktemp("ipykernel6")
     venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
+    inner = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(inner) / "outer-environment.pth").write_text(
+        "".join(f"import site; site.addsitedir({folder!r})\n" for folder in sorted(outer)))
     subprocess.run([str(python), "-m", "pip", "install", "-q", IPYKERNEL6], check=True, timeout=600)
     version = subprocess.run([str(python), "-c", "import ipykernel; print(ipykernel.__version__)"],
                              capture_output=True, text=True, check=True).stdout.strip()
