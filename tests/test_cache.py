@@ -115,8 +115,9 @@ def test_pipeline_like_objects_count_every_module():
 
 
 def test_device_and_dtype_choice_on_this_machine():
-    device = pick_device()
-    assert device == ("cuda" if torch.cuda.is_available() else device)
+    mps = getattr(torch.backends, "mps", None)
+    expected = "cuda" if torch.cuda.is_available() else "mps" if mps is not None and mps.is_available() else "cpu"
+    assert pick_device() == expected
     assert pick_device("cpu") == "cpu"
     assert pick_dtype("cpu") == torch.float32
     assert pick_dtype("cpu", "bfloat16") == torch.bfloat16

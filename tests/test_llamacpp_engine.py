@@ -261,7 +261,8 @@ def test_evict_by_name_leaves_no_copy_of_that_name(shell):
     assert len(session(shell).cache.stats()) == 2
     result = shell.run_cell(f"%aigc evict {DEFAULT}")
     remaining = [s["engine"] for s in session(shell).cache.stats() if s["name"] == DEFAULT]
-    assert not result.success or not remaining, f"reported evicted, but still cached on {remaining}"
+    assert result.success, "the evict worked"
+    assert not remaining, f"reported evicted, but still cached on {remaining}"
 
 
 @pytest.mark.slow
