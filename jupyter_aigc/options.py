@@ -67,7 +67,14 @@ def parse_argstring(magic_func, line: str):
         words = shlex.split(line)
     except ValueError as exc:
         raise AigcError(f"Cannot read the options: {exc}.", "Close every quote you open.") from None
-    args = magic_func.parser.parse_args(words)
+    from IPython.core.error import UsageError
+
+    try:
+        args = magic_func.parser.parse_args(words)
+    except UsageError as error:  # argparse's message quotes what was typed: shown cleaned, like every error
+        from .views.outside import plain
+
+        raise UsageError(plain(str(error))) from None
     output = getattr(args, "output", None)
     if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
         raise AigcError(f"-o {output!r} is not a Python variable name.",

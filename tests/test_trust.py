@@ -195,6 +195,12 @@ def test_usage_error_line_makes_escapes_visible(shell, capfd):
     assert "\x1b]52" not in err and "\u202e" not in err
 
 
+def test_option_errors_make_escapes_visible(shell, capfd):
+    shell.run_cell("%%gpt --frob '\x1b[2J\u202e'\nhi")
+    err = capfd.readouterr().err
+    assert "unrecognized arguments" in err and "\\x1b[2J\\u202e" in err and "\x1b" not in err
+
+
 def test_tokens_in_widget_state_are_masked():
     """--logprobs token strings go into the widget state (and the saved notebook): a key spread over several
     tokens is masked in each of them."""
