@@ -17,7 +17,10 @@ def load_ipython_extension(ipython) -> None:
     ipython.register_magics(magics)
     ipython._jupyter_aigc_magics = magics
     if type(ipython).__name__ == "ZMQInteractiveShell":
+        from .views import boundary
+
         session.status.start()
+        boundary.install(ipython.kernel.session)
     if kernel_serves_comms_while_awaiting(ipython):
         ipython.input_transformers_post.append(AwaitMagics())
 

@@ -165,6 +165,24 @@ def test_hostile_text_is_inert_and_masked_in_a_terminal(shell, server, hostile_m
 
 
 @pytest.mark.slow
+def test_every_output_message_of_the_kernel_is_masked(kernel, server):
+    """Outputs no view of ours made (a user's print, a display, a widget trait) pass the mask at the kernel's
+    boundary once a key has been used."""
+    cells = [f"%%gpt -m ok --base-url {server.url} --key-env TRUST_KEY\nhi",
+             "import os, sys; key = os.environ['TRUST_KEY'].strip(); print('out', key); print('err', key, file=sys.stderr)",
+             "from IPython.display import HTML, display; display(HTML(f'<b>{key}</b>')); key",
+             "import ipywidgets; w = ipywidgets.Text(value=key); display(w); w.value = key + '!'"]
+    messages: list[dict] = []
+    for code in cells:
+        kernel.kc.execute_interactive(code, output_hook=messages.append, timeout=60)
+    outputs = [m for m in messages if m["msg_type"] != "execute_input"]
+    shown = json.dumps([m["content"] for m in outputs], ensure_ascii=False)
+    assert "out …" in shown and "err …" in shown and "<b>…</b>" in shown
+    assert KEY not in shown
+    assert any(m["msg_type"] == "comm_msg" for m in outputs), "the widget's state went out, masked"
+
+
+@pytest.mark.slow
 def test_server_ids_are_shown_as_text_not_markup(kernel, server):
     messages: list[dict] = []
     kernel.kc.execute_interactive(f"%aigc models --base-url '{url_of(server)}'", output_hook=messages.append,

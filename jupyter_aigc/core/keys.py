@@ -77,6 +77,11 @@ def known_keys() -> list[str]:
     return sorted((k for k in keys if len(k) >= MIN_SECRET and k != NO_KEY_NEEDED), key=len, reverse=True)
 
 
+def secrets_known() -> bool:
+    """Whether this kernel has used (or holds) a key or URL password that outputs must not show."""
+    return bool(known_keys())
+
+
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,})")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/@\s:]*):(?P<secret>[^/@\s]+)@")
 _URL_PARAM = re.compile(r"(?P<name>[?&](?:api[-_]?key|key|token|access[-_]token|secret|password|sig)=)[^&#\s]+",
