@@ -114,6 +114,12 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def has_secret(text: str) -> bool:
+    """Whether ``redact`` would change ``text`` (one pass per pattern, no copy)."""
+    return any(key in text for key in known_keys()) or any(
+        pattern.search(text) for pattern in (_KEY_PATTERN, _URL_USERINFO, _URL_PARAM, _BEARER))
+
+
 def mask_tokens(texts: list[str]) -> list[str]:
     """Token strings with every token that carries part of a secret of the joined text masked."""
     joined = "".join(texts)

@@ -8,7 +8,9 @@ errors, widget state): stdout and stderr, display data, widget state and what th
 
 from __future__ import annotations
 
-from ..core.keys import redact, secrets_known
+import json
+
+from ..core.keys import has_secret, redact, secrets_known
 
 MASKED = {"stream", "display_data", "update_display_data", "execute_result", "error", "comm_open", "comm_msg"}
 
@@ -24,6 +26,15 @@ def masked(value):
     return value
 
 
+def masked_if_needed(content):
+    """One scan of the whole content first: most messages hold no secret and pass as they are."""
+    try:
+        text = json.dumps(content, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return masked(content)
+    return masked(content) if has_secret(text) else content
+
+
 def install(session) -> None:
     """Wrap ``session.send`` (a jupyter_client Session) once; it stays for the kernel's life, like its keys."""
     if getattr(session.send, "_aigc_mask", False):
@@ -35,9 +46,9 @@ def install(session) -> None:
             if isinstance(msg_or_type, dict) else msg_or_type
         if kind in MASKED and secrets_known():
             if isinstance(msg_or_type, dict):
-                msg_or_type = {**msg_or_type, "content": masked(msg_or_type.get("content"))}
+                msg_or_type = {**msg_or_type, "content": masked_if_needed(msg_or_type.get("content"))}
             elif content is not None:
-                content = masked(content)
+                content = masked_if_needed(content)
         return send(stream, msg_or_type, content, *args, **kwargs)
 
     send_masked._aigc_mask = True
