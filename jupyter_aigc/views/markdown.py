@@ -8,7 +8,7 @@ import nh3
 
 ALLOWED_TAGS = {
     "p", "br", "hr", "em", "strong", "del", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h1", "h2", "h3", "h4", "h5", "h6", "sub", "table", "thead", "tbody", "tr", "th", "td", "a", "span", "div",
+    "h1", "h2", "h3", "h4", "h5", "h6", "sub", "sup", "table", "thead", "tbody", "tr", "th", "td", "a", "span", "div",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "span": {"class"}, "div": {"class"}, "code": {"class"},
                       "pre": {"class"}, "th": {"align"}, "td": {"align"}, "ol": {"start"}}
