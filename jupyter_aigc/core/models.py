@@ -68,7 +68,8 @@ def resolve(text: str, aliases: dict, base_url: str | None = None, engine: str |
             raise AigcError(f"No GGUF file at {text}.", "Check the path, or give a model folder or Hub id.")
         gguf = str(path.resolve())
         return ModelRef(local or engine or gguf_engine, gguf, path.stem, gguf=gguf)
-    if path.is_dir() and any((path / f).is_file() for f in ("adapter_config.json", ADAPTER_INFO)):
+    if path.is_dir() and ((path / "adapter_config.json").is_file()
+                          or ((path / ADAPTER_INFO).is_file() and not (path / "config.json").is_file())):
         return adapter_ref(path, aliases, gguf_engine)
     if path.exists():
         if not path.is_dir() or not any((path / f).is_file() for f in ("config.json", "model_index.json")):

@@ -55,7 +55,8 @@ class Adapters:
         path = Path(folder)
         source = path / name if (path / name / "adapter_config.json").is_file() else path
         try:
-            with self._lock:
+            with self._lock, warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # transformers' deprecation notes inside peft
                 wrapper = self._wrappers.get(base_key)
                 if wrapper is None:
                     self._wrappers[base_key] = PeftModel.from_pretrained(model, str(source), adapter_name=name)
@@ -66,6 +67,16 @@ class Adapters:
             raise AigcError(f"Could not load the adapter {name} from {folder}: {type(exc).__name__}: "
                             f"{(str(exc).splitlines() or [''])[0]}",
                             "Give the folder %%aigc_finetune saved, over the base model it was trained on.") from None
+
+    def plain_copy(self, base_key: str, model):
+        """A deep copy of ``model`` without any adapter layers, every weight trainable (for --full); the caller
+        holds the model exclusively."""
+        import copy
+
+        with self._lock:
+            wrapper = self._wrappers.get(base_key)
+            twin = copy.deepcopy(wrapper).unload() if wrapper is not None else copy.deepcopy(model)
+        return twin.requires_grad_(True)
 
     @contextmanager
     def active(self, base_key: str, name: str):

@@ -1,16 +1,19 @@
 """Training with transformers' Trainer: LoRA through peft, or every weight of a copy (``--full``).
 
-The Trainer does the optimisation; a callback reports each logged loss and ends training at the next step
-once ``cancel`` is set (Stop or Kernel → Interrupt), keeping what was learnt so far.
+The Trainer does the optimisation; a callback reports each logged loss. Once ``cancel`` is set (Stop or
+Kernel → Interrupt) training ends within the step under way: hooks on the forward and backward passes abandon
+it, so the weights are those of the last finished step, and the model is free again at once.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -46,14 +49,37 @@ def lora_config(rank: int):
                       task_type="CAUSAL_LM")
 
 
+class Stopped(Exception):
+    """Raised inside a forward or backward pass once ``cancel`` is set: the step is abandoned."""
+
+
+@contextmanager
+def stop_hooks(model, cancel: threading.Event):
+    """Hooks that abandon the current forward or backward pass of ``model`` once ``cancel`` is set."""
+
+    def check(*_):
+        if cancel.is_set():
+            raise Stopped()
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_pre_hook(check) for m in leaves]
+    handles += [p.register_hook(check) for p in model.parameters() if p.requires_grad]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def train(model, tokenizer, rows: list[dict], eval_rows: list[dict], settings: Settings, device: str,
-          report: Callable[[Progress], None], cancel: threading.Event) -> Progress:
-    """Train ``model`` in place (a peft model with its adapter active, or a copy for --full)."""
+          report: Callable[[Progress], None], cancel: threading.Event, progress: Progress | None = None) -> Progress:
+    """Train ``model`` in place (a peft model with its adapter active, or a copy for --full); ``progress`` is
+    filled in as it goes (and is the caller's to keep if training is interrupted)."""
     from datasets import Dataset
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    progress = Progress()
+    progress = progress if progress is not None else Progress()
     tokens = [sum(1 for label in row["labels"] if label != -100) for row in rows]
     steps_per_epoch = math.ceil(len(rows) / settings.batch_size)
     progress.total_steps = max(1, math.ceil(steps_per_epoch * settings.epochs))
@@ -82,8 +108,9 @@ def train(model, tokenizer, rows: list[dict], eval_rows: list[dict], settings: S
             report(progress)
 
     on_gpu = device.startswith("cuda")
+    scratch = tempfile.mkdtemp(prefix="aigc-train-")  # the Trainer's output_dir; nothing is saved there
     arguments = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="aigc-train-"), num_train_epochs=settings.epochs,
+        output_dir=scratch, num_train_epochs=settings.epochs,
         learning_rate=settings.learning_rate, per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=settings.batch_size, logging_steps=1, save_strategy="no", report_to=[],
         disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu and _bf16_ok(), lr_scheduler_type="linear",
@@ -96,11 +123,17 @@ def train(model, tokenizer, rows: list[dict], eval_rows: list[dict], settings: S
         trainer.remove_callback(printer)
     model.train()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), stop_hooks(model, cancel):
             warnings.simplefilter("ignore", FutureWarning)
+            if cancel.is_set():
+                raise Stopped()
             trainer.train()
+    except Stopped:
+        progress.status = "stopped"
     finally:
         model.eval()
+        model.zero_grad(set_to_none=True)  # an abandoned step's gradients
+        shutil.rmtree(scratch, ignore_errors=True)
     if progress.status == "running":
         progress.status = "finished"
     report(progress)

@@ -158,15 +158,6 @@ class TransformersEngine:
             with self.adapters.active(key, name):
                 yield wrapper, tokenizer, next(s for s in self.cache.stats() if s["key"] == key)["device"]
 
-    @contextmanager
-    def copy_for_training(self, ref: ModelRef):
-        """A copy of ``ref``'s model for full fine-tuning (the cached base never changes)."""
-        import copy
-
-        with self.use(ref, exclusive=True) as (model, tokenizer):
-            twin = copy.deepcopy(model)
-        yield twin, tokenizer, str(twin.device)
-
     def _load(self, ref: ModelRef) -> Loaded:
         device = pick_device(self.device)
         dtype = pick_dtype(device, self.dtype)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import re
 from pathlib import Path
 
@@ -41,18 +42,19 @@ def parse_text(body: str) -> list[list[dict]]:
         if not line.strip() and turns:
             examples.append(turns)
             turns = []
-    return [check_turns(e, i) for i, e in enumerate(examples)]
+    return [check_turns(e, f"Example {i + 1}") for i, e in enumerate(examples)]
 
 
-def check_turns(turns: list[dict], index: int) -> list[dict]:
-    if not turns or turns[-1].get("role") != "assistant" or not any(t.get("role") == "user" for t in turns):
-        raise AigcError(f"Example {index + 1} has no question followed by an answer.",
-                        "Each example needs a user turn and ends with the assistant's answer.")
+def check_turns(turns: list, where: str) -> list[dict]:
     for turn in turns:
         if not isinstance(turn, dict) or not isinstance(turn.get("content"), str) or turn.get("role") not in (
                 "system", "user", "assistant"):
-            raise AigcError(f"Example {index + 1} has a turn that is not {{'role': …, 'content': '…'}}.",
+            shown = f"the {type(turn).__name__} {_short(turn)}" if not isinstance(turn, dict) else _short(turn)
+            raise AigcError(f"{where} has a turn that is not {{'role': …, 'content': '…'}}: {shown}.",
                             "Use roles system, user and assistant with text content.")
+    if not turns or turns[-1]["role"] != "assistant" or not any(t["role"] == "user" for t in turns):
+        raise AigcError(f"{where} has no question followed by an answer.",
+                        "Each example needs a user turn and ends with the assistant's answer.")
     return turns
 
 
@@ -68,8 +70,9 @@ def load_examples(source, namespace: dict, body: str = "") -> tuple[list[list[di
         source = namespace[source]
     elif isinstance(source, str):
         source = _read(Path(source).expanduser())
+    places = None
     if hasattr(source, "to_dict") and hasattr(source, "columns"):
-        rows = source.to_dict("records")
+        rows, places = source.to_dict("records"), [f"Row {i} of {label}" for i in source.index]
     elif hasattr(source, "to_list") and hasattr(source, "column_names"):
         rows = source.to_list()
     elif isinstance(source, (list, tuple)):
@@ -79,7 +82,8 @@ def load_examples(source, namespace: dict, body: str = "") -> tuple[list[list[di
                         f"Give a list, a DataFrame, a datasets.Dataset or a .jsonl/.csv path with {EXPECTED}.")
     if not rows:
         raise AigcError(f"--data {label} is empty.", "Give at least one example.")
-    return [_example(row, i, label) for i, row in enumerate(rows)], label
+    places = places or [f"Example {i + 1} of {label}" for i in range(len(rows))]
+    return [_example(row, place) for row, place in zip(rows, places)], label
 
 
 def _read(path: Path) -> list:
@@ -98,16 +102,51 @@ def _read(path: Path) -> list:
     raise AigcError(f"--data {path}: unknown file type '{path.suffix}'.", "Use a .jsonl or .csv file.")
 
 
-def _example(row, index: int, label: str) -> list[dict]:
+def _example(row, where: str) -> list[dict]:
+    """One example as chat turns; ``where`` names it in errors (a DataFrame row by its index)."""
     if isinstance(row, (list, tuple)):
-        return check_turns(list(row), index)
-    if isinstance(row, dict) and isinstance(row.get("messages"), (list, tuple)):
-        return check_turns(list(row["messages"]), index)
-    if isinstance(row, dict) and {"prompt", "completion"} <= set(row):
+        return check_turns(list(row), where)
+    pair = isinstance(row, dict) and {"prompt", "completion"} <= set(row)
+    if isinstance(row, dict) and "messages" in row and not (pair and _missing(row["messages"])):
+        messages = row["messages"]
+        if hasattr(messages, "tolist") and not isinstance(messages, str):
+            messages = messages.tolist()  # a numpy array of turns (a DataFrame read from Parquet)
+        if not isinstance(messages, (list, tuple)):
+            raise AigcError(f"{where} has 'messages' as {_a(messages)} {_short(messages)}, not a list of turns.",
+                            "Make each messages value a list of {'role': …, 'content': …} dicts "
+                            "(json.loads it if it holds JSON text).")
+        return check_turns(list(messages), where)
+    if pair:
+        for column in ("prompt", "completion"):
+            value = row[column]
+            if _missing(value):
+                shown = "NaN" if isinstance(value, numbers.Real) else str(value)
+            elif column == "completion" and not str(value).strip():
+                shown = "empty"
+            else:
+                continue
+            raise AigcError(f"{where} has no {column} (it is {shown}).",
+                            "Fill it in, or drop such rows first (e.g. df.dropna()).")
         return [{"role": "user", "content": str(row["prompt"])}, {"role": "assistant", "content": str(row["completion"])}]
-    found = ", ".join(map(str, row)) if isinstance(row, dict) else type(row).__name__
-    raise AigcError(f"Example {index + 1} of {label} has {found or 'nothing'}; expected {EXPECTED}.",
+    found = ", ".join(map(str, row)) if isinstance(row, dict) else f"{_a(row)} {_short(row)}"
+    raise AigcError(f"{where} has {found or 'nothing'}; expected {EXPECTED}.",
                     "Rename the columns, or build messages lists: [{'role': 'user', …}, {'role': 'assistant', …}].")
+
+
+def _missing(value) -> bool:
+    """None, NaN, pandas' NA or NaT: an empty cell of a table."""
+    return value is None or (isinstance(value, numbers.Real) and value != value) or type(value).__name__ in (
+        "NAType", "NaTType")
+
+
+def _a(value) -> str:
+    kind = type(value).__name__
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def data_hash(examples: list[list[dict]]) -> str:
