@@ -1,8 +1,10 @@
 """%%aigc_eval on the real default model: scores against sacrebleu and rouge-score computed here, the
-summary against the rows, stored answers reused, one changed variant recomputed, Stop, bad input."""
+summary against the rows, stored answers reused (never across adapters or re-trainings), one changed variant
+recomputed, Stop, bad input."""
 
 import json
 import math
+import re
 import statistics
 import time
 
@@ -168,3 +170,26 @@ def test_stop_in_the_widget_keeps_finished_rows():
         assert kernel.value("__import__('jupyter_aigc').get_session().history[-1]['finish_reason']") == "stopped"
     finally:
         kernel.close()
+
+
+def test_an_adapter_is_never_answered_from_its_base_or_from_an_earlier_training(shell, tiny_model, tmp_path, capsys):
+    """Stored answers are keyed by the adapter and a hash of its weights: not the base's, not a re-trained
+    adapter's of the same name; the same weights reopened from their folder are reused."""
+    shell.user_ns["qa"] = [dict(row) for row in QA[:3]]
+    shell.run_line_magic("aigc", "history --clear")
+    line = "--data qa --temperature 0 --max-tokens 6 -o df"
+    body = "\n\n".join(f"Q: {row['question']}\nA: {row['answer']}" for row in QA)
+    tune = f"-m {tiny_model} --name evaltuned --epochs 1 --save {tmp_path / 'evaltuned'}"
+
+    def asked(model: str) -> str:
+        assert run_eval(shell, f"-m {model} {line}").success, capsys.readouterr().err
+        return re.search(r"\d+ answers asked, \d+ reused", capsys.readouterr().out).group(0)
+
+    assert asked(str(tiny_model)) == "3 answers asked, 0 reused"
+    assert run_cell(shell, "aigc_finetune", tune, body).success, capsys.readouterr().err
+    assert asked("evaltuned") == "3 answers asked, 0 reused", "not the base model's answers"
+    assert asked("evaltuned") == "0 answers asked, 3 reused"
+    assert asked(str(tmp_path / "evaltuned")) == "0 answers asked, 3 reused", "the same weights, from the folder"
+    assert run_cell(shell, "aigc_finetune", tune + " --lr 0.01", body).success, capsys.readouterr().err
+    assert asked("evaltuned") == "3 answers asked, 0 reused", "not the answers of the adapter trained before"
+    assert asked(str(tiny_model)) == "0 answers asked, 3 reused"

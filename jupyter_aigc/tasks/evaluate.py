@@ -1,8 +1,9 @@
 """The evaluation task behind %%aigc_eval: a prompt template × variants × a dataset, scored.
 
 Every (row, variant) cell is one request through the text runner (bounded per model, so llama.cpp's
-parallel slots and servers' concurrency are used). Answers are stored under a key of (model, engine,
-prompt, settings, seed); a re-run reuses them and computes only what changed.
+parallel slots and servers' concurrency are used). Answers are stored under a key of (model, adapter, weights,
+engine, prompt, settings, seed); a re-run reuses them and computes only what changed. Answers that were stopped
+or cut off ("partial") are kept and marked, and left out of the means unless --include-partial.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import statistics
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,12 +23,16 @@ from ..core.errors import AigcError
 from ..core.template import checked_text
 from ..core.types import Request, Response
 from ..options import placeholder_pattern
+from ..views.outside import say
 from .gpt import sampling_grid
-from .metrics import Metric, build, judge_prompt, judge_verdict, JUDGE_SCHEMA
+from .metrics import JUDGE_SCHEMA, Metric, Scorer, build, judge_prompt, judge_verdict
 from .runner import Variant
 
 BATCH = 64  # completions per runner pass (each waits in a thread of its own)
 Z95 = statistics.NormalDist().inv_cdf(0.975)
+PARTIAL = {"stopped", "incomplete"}  # answers that did not end: kept and marked, out of the means by default
+STORED = {"stop", "length"}  # answers worth storing and reusing ("length" is the --max-tokens asked for)
+WEIGHT_FILES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
 def load_rows(source, namespace: dict) -> tuple[list[dict], str]:
@@ -40,6 +47,8 @@ def load_rows(source, namespace: dict) -> tuple[list[dict], str]:
                             "Give the name of a list of dicts, a DataFrame or a Dataset, or a .csv/.jsonl path.")
         source = _read_file(path)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # pandas DataFrame
+        if not source.columns.is_unique:
+            raise AigcError(f"--data {label} has two columns of the same name.", "Rename one of them.")
         rows = source.to_dict("records")
     elif hasattr(source, "to_list") and hasattr(source, "column_names"):  # datasets.Dataset
         rows = source.to_list()
@@ -50,23 +59,71 @@ def load_rows(source, namespace: dict) -> tuple[list[dict], str]:
                         "Give a list of dicts, a pandas DataFrame, a datasets.Dataset, or a .csv/.jsonl path.")
     if not rows:
         raise AigcError(f"--data {label} has no rows.", "Give at least one example.")
-    return rows, label
+    return [_named(row, label, index) for index, row in enumerate(rows)], label
+
+
+def _named(row: dict, label: str, index: int) -> dict:
+    """The row with its column names as text (a DataFrame's columns 0, 1 become "0", "1")."""
+    named = {str(key): value for key, value in row.items()}
+    if len(named) < len(row):
+        raise AigcError(f"--data {label} row {index} has two columns named alike ({', '.join(map(repr, row))}).",
+                        "Give each column a distinct name.")
+    return named
 
 
 def _read_file(path: Path) -> list[dict]:
-    import csv
-
+    """A .csv (header row), .jsonl (an object a line) or .json file; a UTF-8 byte-order mark is skipped."""
     try:
         if path.suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
-                return list(csv.DictReader(f))
+            return _read_csv(path)
         if path.suffix == ".jsonl":
-            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            return _read_jsonl(path)
         if path.suffix == ".json":
-            return json.loads(path.read_text(encoding="utf-8"))
+            return json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise AigcError(f"Could not read {path}: {exc}.", "Check the file's format.") from None
     raise AigcError(f"--data {path}: unknown file type '{path.suffix}'.", "Use a .csv, .jsonl or .json file.")
+
+
+def _read_csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:
+            raise AigcError(f"{path}: the header names {', '.join(map(repr, twice))} more than once.",
+                            "Give each column a distinct name.")
+        rows = []
+        try:
+            for row in reader:
+                extra, missing = row.get(None), [k for k, v in row.items() if v is None and k is not None]
+                if extra or missing:
+                    count = len(header) + len(extra or []) - len(missing)
+                    raise AigcError(f"{path} line {reader.line_num} has {count} fields; the header has "
+                                    f"{len(header)}.", "Put quotes around a field that holds a comma, or fix that line.")
+                rows.append(row)
+        except csv.Error as exc:
+            raise AigcError(f"{path} line {reader.line_num}: {exc}.", "Check the file's format.") from None
+        return rows
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            raise AigcError(f"{path} line {number} is not JSON ({getattr(exc, 'msg', exc)} at column "
+                            f"{getattr(exc, 'colno', '?')}).", "Each line must be one JSON object.") from None
+        if not isinstance(value, dict):
+            raise AigcError(f"{path} line {number} is a JSON {type(value).__name__}, not an object.",
+                            'Each line must be one JSON object, e.g. {"question": "...", "answer": "..."}.')
+        rows.append(value)
+    return rows
 
 
 def columns_of(rows: list[dict]) -> list[str]:
@@ -77,11 +134,14 @@ def columns_of(rows: list[dict]) -> list[str]:
 
 
 def fill(template: str, row: dict, namespace: dict) -> str:
-    """``{column}`` from the row (then from the notebook); ``{{x}}`` gives ``{x}``; other braces stay."""
+    """``{column}`` from the row (then from the notebook), ``{0}`` for a column named 0; ``{{x}}`` gives ``{x}``;
+    other braces stay."""
 
     def replace_one(match) -> str:
         if match.group(1) is not None:
             return "{" + match.group(1) + "}"
+        if match.group(4) is not None:
+            return str(row[match.group(4)]) if match.group(4) in row else match.group(0)
         name, path = match.group(2), match.group(3)
         if name in row and not path:
             return str(row[name])
@@ -91,7 +151,8 @@ def fill(template: str, row: dict, namespace: dict) -> str:
             return interpolate(match.group(0), namespace)
         return match.group(0)
 
-    return checked_text(placeholder_pattern().sub(replace_one, template))
+    pattern = re.compile(placeholder_pattern().pattern + r"|\{(\d+)\}")
+    return checked_text(pattern.sub(replace_one, template))
 
 
 def check_template(template: str, columns: list[str], namespace: dict) -> None:
@@ -102,14 +163,49 @@ def check_template(template: str, columns: list[str], namespace: dict) -> None:
                             f"Columns: {', '.join(columns)}. Write {{{{{name}}}}} for a literal brace.")
 
 
-def cell_key(variant: Variant, prompt: str) -> str:
-    """The stored answer's key: model, engine, server, prompt and every setting that changes the answer."""
+def cell_key(variant: Variant, prompt: str, weights: str | None = None) -> str:
+    """The stored answer's key: model, adapter, weights, engine, server, prompt and every setting that changes
+    the answer. ``weights`` is ``weights_fingerprint(variant.ref)``."""
     request = variant.request
     data = {"model": variant.ref.source, "engine": variant.ref.engine, "base_url": variant.ref.base_url,
+            "adapter": variant.ref.adapter, "weights": weights,
             "prompt": prompt, "system": request.messages[:-1], "max_tokens": request.max_tokens,
             "temperature": request.temperature, "top_p": request.top_p, "seed": request.seed,
             "stop": request.stop, "schema": request.schema}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def weights_fingerprint(ref, saved: bool = True) -> str | None:
+    """What tells these weights from others of the same name: an adapter's weight files hashed (they are
+    small), a local model's weight files by size and time (re-training into the same folder changes both).
+    Weights not ``saved`` (still training, or a failed save) get a new fingerprint each time: never reused."""
+    unsaved = "unsaved:" + uuid.uuid4().hex
+    if not saved:
+        return unsaved
+    if ref.adapter is not None:
+        folder = Path(ref.adapter_path) if ref.adapter_path else None
+        if folder is not None and (folder / ref.adapter / "adapter_config.json").is_file():
+            folder = folder / ref.adapter  # peft saves a named adapter in a folder of its name
+        files = [*sorted(folder.glob("adapter_model.*")), folder / "adapter_config.json"] if folder else []
+        try:
+            stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
+            if stamp and stamp not in _HASHES:
+                data = b"".join(Path(f).read_bytes() for f, *_ in stamp)
+                _HASHES[stamp] = "sha256:" + hashlib.sha256(data).hexdigest()
+        except OSError:
+            return unsaved
+        return _HASHES[stamp] if stamp else unsaved
+    if ref.base_url or ref.engine not in ("transformers", "llama.cpp"):
+        return None
+    path = Path(ref.source)
+    try:
+        files = sorted(f for f in path.iterdir() if f.suffix in WEIGHT_FILES) if path.is_dir() else [path]
+        return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()) or None
+    except OSError:
+        return None
 
 
 @dataclass
@@ -123,6 +219,11 @@ class Cell:
     scores: dict = field(default_factory=dict)
     reason: str = ""
 
+    @property
+    def partial(self) -> bool:
+        """Stopped or cut off: there is some text, but the answer did not end."""
+        return self.response is not None and self.response.finish_reason in PARTIAL
+
 
 @dataclass
 class Evaluation:
@@ -133,19 +234,37 @@ class Evaluation:
     summary: dict = field(default_factory=dict)
     reused: int = 0
     stopped: bool = False
+    include_partial: bool = False
+
+    @property
+    def failed(self) -> list[Cell]:
+        return [c for c in self.cells if c.response is not None and c.response.finish_reason == "error"]
+
+    def first_error(self) -> str:
+        failed = self.failed
+        first = (failed[0].response.error or "no reason given").strip() if failed else ""
+        return (first.splitlines() or [""])[0][:300]
+
+    def failures(self) -> str:
+        """'3 of 96 answers failed: <the first error>', or '' when none did."""
+        answered = sum(c.response is not None for c in self.cells)
+        return f"{len(self.failed)} of {answered} answers failed: {self.first_error()}" if self.failed else ""
 
 
 def summarise(evaluation: Evaluation, metrics: list[Metric]) -> dict:
-    """Per metric and variant: mean, 95% interval (normal approximation), count; and the best variant."""
+    """Per metric and variant: mean, 95% interval (normal approximation), count, partial answers left out;
+    and the best variant."""
     summary = {}
     for metric in metrics:
         per_variant = []
         for index in range(len(evaluation.titles)):
-            values = [c.scores[metric.name] for c in evaluation.cells
-                      if c.variant == index and c.scores.get(metric.name) is not None]
+            scored = [c for c in evaluation.cells if c.variant == index and c.scores.get(metric.name) is not None]
+            counted = [c for c in scored if evaluation.include_partial or not c.partial]
+            values = [c.scores[metric.name] for c in counted]
             mean = statistics.fmean(values) if values else None
             spread = Z95 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-            per_variant.append({"mean": mean, "ci95": spread if values else None, "n": len(values)})
+            per_variant.append({"mean": mean, "ci95": spread if values else None, "n": len(values),
+                                "partial": len(scored) - len(counted)})
         means = [(v["mean"], i) for i, v in enumerate(per_variant) if v["mean"] is not None]
         best = None
         if metric.higher is not None and len(means) > 1 and len({m for m, _ in means}) > 1:
@@ -169,6 +288,7 @@ class EvalTask:
         check_template(template, columns, namespace)
         variants = sampling_grid(self.session, args, namespace)
         system = args.system if args.system is not None else self.session.config.system
+        weights = [weights_fingerprint(v.ref, self._saved(v.ref)) for v in variants]
         cells = []
         for r, row in enumerate(rows):
             prompt = fill(template, row, namespace)
@@ -176,8 +296,13 @@ class EvalTask:
                 messages = ([{"role": "system", "content": system}] if system else []) + \
                     [{"role": "user", "content": prompt}]
                 cells.append(Cell(r, v, prompt, cell_key(replace(variant, request=replace(
-                    variant.request, messages=messages)), prompt)))
+                    variant.request, messages=messages)), prompt, weights[v])))
         return rows, variants, cells
+
+    def _saved(self, ref) -> bool:
+        """False for weights fine-tuned in this kernel that are not (yet) saved."""
+        result = getattr(self.session.finetune, "results", {}).get(ref.name)
+        return result is None or result.saved or result.ref != ref
 
     def run(self, args, template: str, namespace: dict, cancel: threading.Event, view=None) -> Evaluation:
         rows, variants, cells = self.plan(args, template.strip(), namespace)
@@ -192,36 +317,59 @@ class EvalTask:
         titles = [v.title or v.ref.name for v in variants]
         if len(set(titles)) < len(titles):
             titles = [f"{chr(65 + i)}: {t}" for i, t in enumerate(titles)]
-        evaluation = Evaluation(rows, titles, [m.name for m in metrics], cells)
+        evaluation = Evaluation(rows, titles, [m.name for m in metrics], cells,
+                                include_partial=bool(getattr(args, "include_partial", False)))
+        scorer = Scorer(metrics, rows, args.reference, cancel)
+
         def done(cell: Cell) -> None:
-            self._score(evaluation, cell, metrics, args.reference)
+            scorer.score(cell)
+            if scorer.problem is not None:
+                cancel.set()  # a metric that cannot score: stop asking, the cell fails with its message
             if view is not None:
                 view.cell_done(evaluation, cell)
 
         if not args.fresh:
-            for cell in cells:
-                stored = self.session.history.answer(cell.key)
-                if stored is not None:
-                    cell.response, cell.reused = response_from(stored), True
-                    self._score(evaluation, cell, metrics, args.reference)
+            self._reuse(cells, scorer)
         evaluation.reused = sum(c.reused for c in cells)
         if view is not None:
             view.begin(evaluation)
-        self.session.gpt.prepare(variants, args.key_env)
         todo = [c for c in cells if c.response is None]
+        if todo and scorer.problem is None:
+            self.session.gpt.prepare(variants, args.key_env)
         system = args.system if args.system is not None else self.session.config.system
         for start in range(0, len(todo), BATCH):
-            if cancel.is_set():
+            if cancel.is_set() or scorer.problem is not None:
                 break
             self._answer(todo[start:start + BATCH], variants, system, cancel, args.key_env, done)
-        evaluation.stopped = cancel.is_set()
-        if judge is not None and not cancel.is_set():
+        evaluation.stopped = cancel.is_set() and scorer.problem is None
+        answered = [c for c in cells if c.response is not None]
+        all_failed = bool(answered) and len(evaluation.failed) == len(answered)
+        if judge is not None and not cancel.is_set() and not all_failed and scorer.problem is None:
             self._judge(evaluation, judge, args, cancel)
         evaluation.summary = summarise(evaluation, metrics)
-        self._record(evaluation, args, template, variants)
+        self._record(evaluation, template, variants, failed=scorer.problem is not None or all_failed)
         if view is not None:
             view.end(evaluation)
+        if scorer.problem is not None:
+            raise scorer.problem
+        if all_failed:
+            raise AigcError(f"All {len(answered)} answers failed: {evaluation.first_error()}",
+                            "Nothing was scored; fix that and run the cell again.")
+        if evaluation.failed:
+            say(evaluation.failures())
         return evaluation
+
+    def _reuse(self, cells: list[Cell], scorer: Scorer) -> None:
+        """Stored answers for the cells that have one (a row in another shape is asked again), scored."""
+        for cell in cells:
+            try:
+                stored = self.session.history.answer(cell.key)
+            except (ValueError, TypeError):
+                stored = None
+            response = response_from(stored) if stored is not None else None
+            if response is not None:
+                cell.response, cell.reused = response, True
+                scorer.score(cell)
 
     def judge_model(self, name: str, key_env: str | None):
         """The judge's ModelRef, loaded now: a judge that cannot answer is refused before any work."""
@@ -247,7 +395,7 @@ class EvalTask:
             if response.finish_reason == "stopped" and not response.text:
                 return  # never started: stays to do
             cell.response = response
-            if response.finish_reason in ("stop", "length") and not response.error:
+            if response.finish_reason in STORED and not response.error:
                 self.session.history.store_answer(cell.key, response.metadata())
             done(cell)
 
@@ -279,36 +427,37 @@ class EvalTask:
             score, reason = judge_verdict(response.text)
             cell.scores["judge"], cell.reason = score, reason or (response.error or "")
 
-    @staticmethod
-    def _score(evaluation: Evaluation, cell: Cell, metrics: list[Metric], reference_column: str | None) -> None:
-        """Every metric but the judge's, for one answered cell (an answer that failed scores nothing)."""
-        if cell.response is None or cell.response.finish_reason == "error":
-            return
-        row = evaluation.rows[cell.row]
-        reference = row.get(reference_column) if reference_column else None
-        for metric in metrics:
-            if metric.name != "judge":
-                cell.scores[metric.name] = metric.score(cell.response.text, None if reference is None
-                                                        else str(reference), row, cell.response)
-
-    def _record(self, evaluation: Evaluation, args, template: str, variants: list[Variant]) -> None:
+    def _record(self, evaluation: Evaluation, template: str, variants: list[Variant], failed: bool) -> None:
         data_hash = hashlib.sha256(json.dumps(evaluation.rows, sort_keys=True, default=str).encode()).hexdigest()
         self.session.history.append({
             "time": time.time(), "kind": "eval", "prompt": template, "model": ", ".join(evaluation.titles),
             "engine": ", ".join(sorted({v.ref.engine for v in variants})), "data_hash": data_hash,
             "rows": len(evaluation.rows), "variants": evaluation.titles, "summary": evaluation.summary,
-            "reused": evaluation.reused, "finish_reason": "stopped" if evaluation.stopped else "stop"})
+            "reused": evaluation.reused, "failed": len(evaluation.failed),
+            "finish_reason": "error" if failed else "stopped" if evaluation.stopped else "stop"})
 
     @staticmethod
     def dataframe(evaluation: Evaluation):
-        """One row per example × variant: the data's columns, variant, output and one column per metric."""
+        """One row per example × variant: the data's columns, variant, output, finish and one column per
+        metric. A data column named like one of these keeps its values as ``data_NAME`` (``.attrs['renamed']``)."""
         import pandas as pd
 
+        ours = ["variant", "output", "finish", *evaluation.metrics] + \
+            (["judge_reason"] if "judge" in evaluation.metrics else [])
+        columns = columns_of(evaluation.rows)
+        renamed = {}
+        for name in columns:
+            if name in ours:
+                new = "data_" + name
+                while new in ours or new in columns:
+                    new = "data_" + new
+                renamed[name] = new
         records = []
         for cell in evaluation.cells:
-            record = dict(evaluation.rows[cell.row])
+            record = {renamed.get(k, k): v for k, v in evaluation.rows[cell.row].items()}
             record["variant"] = evaluation.titles[cell.variant]
             record["output"] = cell.response.text if cell.response is not None else None
+            record["finish"] = cell.response.finish_reason if cell.response is not None else None
             record.update({name: cell.scores.get(name) for name in evaluation.metrics})
             if "judge" in evaluation.metrics:
                 record["judge_reason"] = cell.reason
@@ -316,12 +465,25 @@ class EvalTask:
         frame = pd.DataFrame.from_records(records)
         frame.attrs["summary"] = evaluation.summary
         frame.attrs["reused"] = evaluation.reused
+        frame.attrs["renamed"] = renamed
+        for old, new in renamed.items():
+            say(f"The data's column '{old}' is '{new}' in the DataFrame ('{old}' is the evaluation's own).")
         return frame
 
 
-def response_from(stored: dict) -> Response:
+def response_from(stored) -> Response | None:
+    """A stored answer as a Response; one in another shape (another version's, a damaged row) is None."""
+    if not isinstance(stored, dict):
+        return None
     fields = {k: v for k, v in stored.items() if k in Response.__dataclass_fields__ and k != "tokens"}
-    return Response(**fields)
+    try:
+        response = Response(**fields)
+    except TypeError:
+        return None
+    shapes = [(response.text, str), (response.model, str), (response.engine, str), (response.params, dict),
+              (response.usage, dict), (response.elapsed, (int, float)), (response.ttft, (int, float, type(None)))]
+    good = all(isinstance(value, kind) for value, kind in shapes)
+    return response if good and response.finish_reason in STORED and response.error is None else None
 
 
 class BatchView:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from .markdown import sanitize
-from .outside import rich_text
+from .outside import html, rich_text
 from .text import FALLBACK_MARKER
 
 
@@ -17,16 +17,45 @@ def _number(value) -> str:
 
 
 def summary_rows(evaluation) -> list[list[str]]:
-    """One row per metric: the metric, then 'mean ± ci (n)' per variant, the best marked with ★."""
+    """One row per metric: the metric, then 'mean ± ci (n)' per variant (and how many partial answers were left
+    out), the best marked with ★."""
     rows = []
     for metric in evaluation.metrics:
         entry = evaluation.summary.get(metric, {})
         cells = [metric]
         for index, stats in enumerate(entry.get("variants", [])):
             text = f"{_number(stats['mean'])} ± {_number(stats['ci95'])} ({stats['n']})"
+            if stats.get("partial"):
+                text += f", {stats['partial']} partial left out"
             cells.append(("★ " if entry.get("best") == index else "") + text)
         rows.append(cells)
     return rows
+
+
+def cell_mark(cell) -> str:
+    """'' for a finished answer; else what it is: not run, failed, or partial (stopped or cut off)."""
+    if cell.response is None:
+        return "not run"
+    if cell.response.finish_reason == "error":
+        return "failed"
+    return f"partial ({cell.response.finish_reason})" if cell.partial else ""
+
+
+def partial_note(evaluation) -> str:
+    partial = sum(c.partial for c in evaluation.cells)
+    if not partial:
+        return ""
+    counted = "counted in the means" if evaluation.include_partial else \
+        "left out of the means (--include-partial counts them)"
+    return f"{partial} partial answers (stopped or cut off) {counted}"
+
+
+def notes(evaluation) -> list[str]:
+    """How many answers, reused, partial and failed, for under the summary."""
+    lines = [f"{len(evaluation.cells)} answers, {evaluation.reused} reused from earlier runs"]
+    lines += ["stopped"] if evaluation.stopped else []
+    lines += [partial_note(evaluation), evaluation.failures()]
+    return [line for line in lines if line]
 
 
 def evaluation_html(evaluation) -> str:
@@ -40,13 +69,13 @@ def evaluation_html(evaluation) -> str:
         fields = "<br>".join(f"<strong>{escape(str(k))}</strong>: {escape(str(v))[:200]}" for k, v in row.items())
         cells = []
         for cell in evaluation.cells[index * width:(index + 1) * width]:
-            output = escape(cell.response.text if cell.response is not None else "(not run)")[:500]
+            output = html(cell.response.text if cell.response is not None else "", 500)
             scores = ", ".join(f"{k} {_number(v)}" for k, v in cell.scores.items())
-            cells.append(f"<td>{output}<br><sub>{escape(scores)}</sub></td>")
+            mark = f"<em>{html(cell_mark(cell))}</em> " if cell_mark(cell) else ""
+            cells.append(f"<td>{output}<br><sub>{mark}{escape(scores)}</sub></td>")
         body.append(f"<tr><td>{fields}</td>{''.join(cells)}</tr>")
     examples = "".join(f"<th>{escape(t)}</th>" for t in ["example", *evaluation.titles])
-    note = f"<p><sub>{len(evaluation.cells)} answers, {evaluation.reused} reused from earlier runs" + \
-           ("; stopped" if evaluation.stopped else "") + "</sub></p>"
+    note = f"<p><sub>{'; '.join(html(line, 400) for line in notes(evaluation))}</sub></p>"
     return sanitize(f"<table><thead><tr>{head}</tr></thead><tbody>{summary}</tbody></table>{note}"
                     f"<table><thead><tr>{examples}</tr></thead><tbody>{''.join(body)}</tbody></table>") + FALLBACK_MARKER
 
@@ -80,4 +109,6 @@ class TerminalEvalView:
             table.add_column(rich_text(title))
         for row in summary_rows(evaluation):
             table.add_row(*[rich_text(c) for c in row])
+        if partial_note(evaluation):
+            table.caption = rich_text(partial_note(evaluation))
         self.console.print(table)

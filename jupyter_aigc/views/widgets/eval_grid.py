@@ -16,10 +16,13 @@ SHOWN_FIELDS = 3  # data columns shown in the grid (all of them are in the detai
 
 
 def cell_state(cell) -> dict:
+    """A cell for the browser: status waiting, done or error; ``partial`` marks a done answer that was stopped
+    or cut off (out of the means by default)."""
     response = cell.response
     if response is None:
         return {"status": "waiting", "output": "", "scores": {}, "prompt": cell.prompt}
-    return {"status": "error" if response.finish_reason == "error" else "done", "output": response.text,
+    return {"status": "error" if response.finish_reason == "error" else "done", "partial": cell.partial,
+            "output": response.text,
             "scores": dict(cell.scores), "prompt": cell.prompt, "reused": cell.reused,
             "error": response.error or "", "reason": cell.reason,
             "finish": response.finish_reason, "elapsed": round(response.elapsed, 3)}
@@ -86,7 +89,8 @@ class EvalGrid(anywidget.AnyWidget):
             elapsed = now - self._started
             eta = elapsed / fresh * left if fresh and left else None
             self.progress = {"done": done, "total": len(evaluation.cells), "reused": evaluation.reused,
-                             "eta_s": eta, "stopped": evaluation.stopped}
+                             "eta_s": eta, "stopped": evaluation.stopped, "failed": len(evaluation.failed),
+                             "include_partial": evaluation.include_partial}
             self.rows = rows
 
     def _repr_mimebundle_(self, **kwargs):

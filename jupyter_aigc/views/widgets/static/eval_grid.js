@@ -1,6 +1,7 @@
 // Front end of EvalGrid (%%aigc_eval): progress, summary per metric and variant, the grid of answers with
 // score badges, sorting, filters and a detail panel. Every text from the data or a model (fields, prompts,
 // outputs, errors, reasons, titles, metric names) goes in with textContent: nothing of it is parsed as HTML.
+// A "partial" cell (stopped or cut off) is marked, and left out of the means unless the run counts it.
 
 const Z95 = 1.959964;
 // Known score ranges: badges are coloured red → green on these; other metrics (length, latency, tokens,
@@ -169,13 +170,17 @@ function render({ model, el: root }) {
   // ---- summary
   function liveStats(metric) {
     // while the run goes on the kernel's summary is not there yet: the same numbers from the rows so far
+    const counted = (model.get("progress") || {}).include_partial;
     return titles().map((_, variant) => {
-      const values = rows().map((row) => score(row, variant, metric)).filter((v) => v !== null);
+      const scored = rows().filter((row) => score(row, variant, metric) !== null);
+      const kept = scored.filter((row) => counted || !row.cells?.[variant]?.partial);
+      const values = kept.map((row) => score(row, variant, metric));
       const n = values.length;
-      if (!n) return { mean: null, ci95: null, n: 0 };
+      const partial = scored.length - n;
+      if (!n) return { mean: null, ci95: null, n: 0, partial };
       const mean = values.reduce((s, v) => s + v, 0) / n;
       const sd = n > 1 ? Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / (n - 1)) : 0;
-      return { mean, ci95: (Z95 * sd) / Math.sqrt(n), n };
+      return { mean, ci95: (Z95 * sd) / Math.sqrt(n), n, partial };
     });
   }
 
@@ -217,6 +222,11 @@ function render({ model, el: root }) {
         td.append(el("span", "aigc-eval-mean", fmt(s.mean)));
         if (isNumber(s.mean)) td.append(el("span", "aigc-eval-ci", ` ± ${fmt(s.ci95)}`));
         td.append(el("span", "aigc-eval-n", ` (${s.n ?? 0})`));
+        if (s.partial) {
+          const left = el("span", "aigc-eval-n aigc-eval-partial-count", `, ${s.partial} partial left out`);
+          left.title = "stopped or cut-off answers are not in the mean (--include-partial counts them)";
+          td.append(left);
+        }
         if (provisional) td.classList.add("aigc-eval-provisional");
         if (state.sort && state.sort.metric === metric && state.sort.variant === variant) {
           td.classList.add("aigc-eval-sorted");
@@ -346,6 +356,16 @@ function render({ model, el: root }) {
         td.append(wait);
       } else {
         if (cell.status === "error") td.append(el("div", "aigc-eval-error", cell.error || "failed"));
+        if (cell.partial) {
+          td.dataset.partial = "1";
+          const counted = (model.get("progress") || {}).include_partial;
+          const mark = el("div", "aigc-eval-partial", `partial: ${cell.finish === "stopped" ? "stopped" : "cut off"}`
+            + (counted ? "" : ", not in the means"));
+          mark.style.color = "var(--jp-warn-color0, #b35900)";
+          mark.style.fontStyle = "italic";
+          mark.title = cell.error || "the answer did not end on its own";
+          td.append(mark);
+        }
         if (cell.output || cell.status !== "error") {
           const output = el("div", "aigc-eval-output", cell.output || "");
           if (!cell.output) output.classList.add("aigc-eval-blank");
@@ -488,6 +508,8 @@ function render({ model, el: root }) {
       parts.push(section("scores", scores));
       if (cell.reason) parts.push(section("judge's reason", el("div", "aigc-eval-reason", cell.reason)));
       const meta = [`finish: ${cell.finish || "–"}`];
+      if (cell.partial) meta.push((model.get("progress") || {}).include_partial ? "partial, counted in the means"
+        : "partial: not in the means");
       if (isNumber(cell.elapsed)) meta.push(`${cell.elapsed.toFixed(2)} s`);
       meta.push(cell.reused ? "reused from an earlier run" : "asked in this run");
       parts.push(el("div", "aigc-eval-meta", meta.join(" · ")));
