@@ -55,7 +55,7 @@ class EvalGrid(anywidget.AnyWidget):
             self.on_stop()
 
     def begin(self, evaluation) -> None:
-        from ...tasks.evaluate import columns_of
+        from ...tasks.eval_data import columns_of
 
         self._started = time.monotonic()
         self.titles, self.metrics = list(evaluation.titles), list(evaluation.metrics)
