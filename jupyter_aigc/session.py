@@ -41,7 +41,7 @@ class AigcSession:
         self.aliases: dict = {}
         openai = OpenAIEngine(self.config.base_url, self.config.timeout, self.config.max_retries)
         self.engines = {
-            "llama.cpp": LlamaCppEngine(self.cache, notice),
+            "llama.cpp": LlamaCppEngine(self.cache, notice, self.config.threads),
             "transformers": TransformersEngine(self.cache, self.config.device, self.config.dtype, notice),
             "openai": openai,
             "diffusers": DiffusersEngine(self.cache, self.config.device, self.config.dtype),
@@ -53,7 +53,8 @@ class AigcSession:
         self.evaluate = EvalTask(self)
         self.finetune = FinetuneTask(self)
         self.adapters: dict = {}  # fine-tuned models by name (ModelRef)
-        self.config.observe(self._sync, ["cache_budget_gb", "device", "dtype", "base_url", "timeout", "max_retries"])
+        self.config.observe(self._sync, ["cache_budget_gb", "device", "dtype", "base_url", "timeout", "max_retries",
+                                        "threads"])
         self._generating = 0
         self.status = StatusPublisher(self)
 
@@ -73,6 +74,7 @@ class AigcSession:
     def _sync(self, change=None) -> None:
         config = self.config
         self.cache.budget_bytes = int(config.cache_budget_gb * 2**30)
+        self.engines["llama.cpp"].threads = config.threads  # a running model is rebuilt before its next answer
         for name in ("transformers", "diffusers"):
             self.engines[name].device, self.engines[name].dtype = config.device, config.dtype
         openai = self.engines["openai"]

@@ -111,6 +111,10 @@ def test_the_fallback_cache_folder_is_private(tmp_path, monkeypatch):
     folder = config.fallback_cache_dir("test")
     assert folder == planted and stat.S_IMODE(planted.stat().st_mode) == 0o700, "made here: private, used"
 
+    monkeypatch.setattr(config, "_fallback", None)
+    planted.chmod(0o755)  # ours, and only we could write in it: closed to others and used
+    assert config.fallback_cache_dir("test") == planted and stat.S_IMODE(planted.stat().st_mode) == 0o700
+
 
 def test_a_schema_pattern_that_backtracks_cannot_hang_the_cell(shell, server, capsys):
     """With Python's re (as jsonschema matches), ^(a+)+$ on 29 a's and a '!' holds the GIL for about 10 s."""

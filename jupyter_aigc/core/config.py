@@ -73,6 +73,11 @@ class AigcConfig(Configurable):
         help="Model aliases: NAME -> TARGET, or NAME -> {'model': TARGET, 'base_url': URL}.",
     ).tag(config=True)
     widget = Bool(True, help="Render %%gpt output as a widget in Jupyter (False: sanitised HTML).").tag(config=True)
+    threads = Int(
+        0, min=0, max=1024,
+        help="CPU threads for each llama.cpp model in this kernel. 0 (automatic): the cores are shared among the "
+        "llama.cpp kernels answering on this machine, and cores other programs keep busy are left to them.",
+    ).tag(config=True)
 
     @validate("device")
     def _check_device(self, proposal):
@@ -149,8 +154,9 @@ def fallback_cache_dir(reason: str) -> Path:
     """A private temporary folder: ours alone (owner, mode 0700, not a link), else a fresh ``mkdtemp``."""
     global _fallback
     if _fallback is None:
-        _fallback = _private_folder(
-            Path(tempfile.gettempdir()) / f"jupyter_aigc-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+        _fallback = user_temp_folder()
+        if not private_folder(_fallback):
+            _fallback = Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))
     warn_once(f"{reason}; using {_fallback} for now. Set JUPYTER_AIGC_CACHE to a writable folder to keep "
               "converted models between sessions.")
     return _fallback
@@ -159,9 +165,15 @@ def fallback_cache_dir(reason: str) -> Path:
 _fallback: Path | None = None
 
 
-def _private_folder(folder: Path) -> Path:
-    """``folder`` if this user made it and no one else can enter it; another user could plant files in a
-    predictable path, so anything else gives a new ``mkdtemp`` folder."""
+def user_temp_folder() -> Path:
+    """This user's folder in the temporary directory (a predictable path: check it with ``private_folder``)."""
+    return Path(tempfile.gettempdir()) / f"jupyter_aigc-{os.getuid() if hasattr(os, 'getuid') else 'user'}"
+
+
+def private_folder(folder: Path) -> bool:
+    """Make ``folder`` (mode 0700) if it is missing; True if it is a folder of this user that no one else can
+    enter (one only this user could write in is closed to others). A predictable path another user made, a link
+    they planted, or a folder others could write in is never used."""
     import stat
 
     try:
@@ -169,12 +181,17 @@ def _private_folder(folder: Path) -> Path:
     except FileExistsError:
         pass
     except OSError:
-        return Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))
+        return False
     try:
         info = os.lstat(folder)
     except OSError:
-        return Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))
+        return False
     mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
-    if stat.S_ISDIR(info.st_mode) and mine and not info.st_mode & 0o077:
-        return folder
-    return Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))
+    if not (stat.S_ISDIR(info.st_mode) and mine) or info.st_mode & 0o022:
+        return False  # a link, another user's, or one others could have written into
+    if info.st_mode & 0o077:
+        try:  # ours, and no one else could write in it: close it
+            os.chmod(folder, 0o700)
+        except OSError:
+            return False
+    return True
