@@ -164,15 +164,14 @@ class AigcMagics(Magics):
         display(view)
 
     def _attention_view(self, text: str, model, layers=None, heads=None):
-        from .tasks.attention import attention_maps, parse_range
+        from .tasks.attention import attention_maps
         from .views.widgets.attention_view import AttentionView
 
-        maps = attention_maps(self.session, text, model)
+        maps = attention_maps(self.session, text, model, layers, heads)  # ranges checked before the forward pass
         if maps.dropped:
             say(f"The text is {len(maps.tokens) + maps.dropped} tokens; the view shows the first "
-                  f"{len(maps.tokens)} (the model's context).", file=sys.stderr)
-        return AttentionView(maps, parse_range(layers, maps.shape[0], "layers"),
-                             parse_range(heads, maps.shape[1], "heads"))
+                f"{len(maps.tokens)} (the model's context).", file=sys.stderr)
+        return AttentionView(maps)
 
     @magic_arguments()
     @declare("aigc_attention")

@@ -31,9 +31,10 @@ def attention_steps(text: str, layer: int, head: int, query: int = -1, model: st
 
 def positional_encoding(d_model: int = 64, positions: int = 128, model: str | None = None):
     """The sinusoidal encoding (``.matrix``, ``.similarity``) and, with ``model``, its rotary encoding."""
-    from .tasks.steps import rotary_of
+    from .tasks.steps import positional_size, rotary_of
     from .views.widgets.teaching import PositionalView
 
+    d_model, positions = positional_size(d_model, positions)  # before the model is loaded
     return PositionalView(d_model, positions, rotary_of(_session(), model) if model else None)
 
 

@@ -137,7 +137,7 @@ def test_logit_lens_last_layer_is_the_models_prediction(shell, reference):
     ("%%aigc_next -m openai:gpt-4o-mini\nhi", "gives no next-token scores"),
     ("%%aigc_next\n", "the cell body is empty"),
     ("%%aigc_lens\n   ", "There is no text to look at"),
-    ("%aigc_positional --d-model 7", "d_model even"),
+    ("%aigc_positional --d-model 7", "--d-model 7 is odd"),
     ("%aigc_positional --positions x", "invalid int value"),
 ])
 def test_bad_input_is_one_line(shell, cell, message, capsys):

@@ -60,8 +60,8 @@ class AigcConfig(Configurable):
         8.0, min=0.0, help="Memory the model cache may hold before it evicts the least recently used model."
     ).tag(config=True)
     attention_budget_gb = Float(
-        3.0, min=0.1, help="Memory %%aigc_attention may use (the model and its maps); longer inputs are refused "
-        "with an estimate."
+        3.0, min=0.1, help="Memory the teaching views (%%aigc_attention and --steps, %%aigc_lens, %%aigc_next) may "
+        "use: the model plus what the text costs; longer inputs are refused with an estimate and the length that fits."
     ).tag(config=True)
     base_url = Unicode(
         "", help="Base URL of an OpenAI-compatible server; empty uses OPENAI_BASE_URL or api.openai.com."

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from contextlib import contextmanager
+from typing import Callable
 
 import numpy as np
 
@@ -21,12 +23,15 @@ class AttentionMaps:
 
     Causal maps are stored as their lower triangle only (the rest is zero), float32 when that fits the
     memory budget and float16 for long inputs; ``head``, ``layer_mean`` and ``weights`` unpack on demand.
-    ``dropped`` counts the tokens cut from the end of a text longer than the model's context.
+    ``dropped`` counts the tokens cut from the end of a text longer than the model's context; ``layers`` and
+    ``heads`` are the ones a view shows (all unless ``attention_maps`` was given a selection).
     """
 
     def __init__(self, tokens: list[str], stored: np.ndarray, causal: bool, model: str = "", dropped: int = 0):
         self.tokens, self.stored, self.causal, self.model, self.dropped = tokens, stored, causal, model, dropped
         self.n = len(tokens)
+        self.layers = list(range(stored.shape[0]))  # the layers and heads a view of these maps shows
+        self.heads = list(range(stored.shape[1]))
 
     @classmethod
     def from_weights(cls, weights: np.ndarray, tokens: list[str], causal: bool, model: str = "") -> "AttentionMaps":
@@ -86,10 +91,65 @@ def eager_attention(model):
 
 
 def estimate_bytes(layers: int, heads: int, n: int, itemsize: int = 2, causal: bool = True) -> int:
-    """Memory the maps take: every layer and head kept (a causal map's lower triangle), plus one layer's
-    float32 softmax at work."""
+    """Memory the kept maps take: every layer and head (a causal map's lower triangle)."""
     kept = n * (n + 1) // 2 if causal else n * n
-    return layers * heads * kept * itemsize + 4 * heads * n * n * 4
+    return layers * heads * kept * itemsize
+
+
+def eager_bytes(heads: int, n: int) -> int:
+    """One layer's eager attention at work: scores, softmax and their copies, float32 ``[heads, n, n]``."""
+    return 4 * heads * n * n * 4
+
+
+def forward_bytes(config, n: int, eager: bool = False) -> int:
+    """Working memory of one forward pass over ``n`` tokens beyond the weights: one layer's activations (the
+    MLP's intermediate and some hidden-size copies, float32) and, with eager attention, its n×n maps.
+
+    Only what grows with the text: the runtime's own scratch (about 0.4 GB at the first pass on a CPU, whatever
+    the length) is not counted; a budget is the model plus what the text costs.
+    """
+    hidden = getattr(config, "hidden_size", 0) or 0
+    inner = getattr(config, "intermediate_size", 0) or 4 * hidden
+    work = n * (4 * inner + 12 * hidden) * 4
+    return work + (eager_bytes(getattr(config, "num_attention_heads", 1), n) if eager else 0)
+
+
+def uses_eager_attention(network) -> bool:
+    """Whether the model computes its attention maps in full (eager), which the estimates must count."""
+    return getattr(network.config, "_attn_implementation", "eager") == "eager"
+
+
+def lean_forward(network) -> dict:
+    """Forward options that save memory where the model takes them: no key/value cache, and the LM head
+    scoring the last position only."""
+    import inspect
+
+    takes = inspect.signature(network.forward).parameters
+    return {key: value for key, value in (("use_cache", False), ("logits_to_keep", 1)) if key in takes}
+
+
+def budget_of(session) -> int:
+    """The memory budget of the views that hold per-layer numbers (``AigcConfig.attention_budget_gb``)."""
+    return int(session.config.attention_budget_gb * 2**30)
+
+
+def refuse_over_budget(what: str, n: int, estimate: Callable[[int], int], budget: int, detail: str = "") -> int:
+    """``estimate(n)`` in bytes (the model included), or an AigcError when it is over ``budget``: the estimate
+    and the longest text that fits, found by bisection (``estimate`` grows with the number of tokens)."""
+    need = estimate(n)
+    if need <= budget:
+        return need
+    low, high = 0, n - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if estimate(middle) <= budget else (low, middle - 1)
+    message = (f"{what} of {n:,} tokens would take about {need / 2**30:.1f} GB with the model{detail}, "
+               f"over the {budget / 2**30:g} GB budget.")
+    if low < 1:
+        raise AigcError(message, f"Raise `%config AigcConfig.attention_budget_gb` to at least "
+                                 f"{math.ceil(estimate(1) / 2**30 * 10) / 10:g}.")
+    raise AigcError(message, f"Shorten the text to about {low:,} tokens, or raise "
+                             "`%config AigcConfig.attention_budget_gb`.")
 
 
 def _attention_modules(model):
@@ -107,8 +167,8 @@ def extract(model, tokenizer, text: str, name: str = "", budget_bytes: int = 3 *
     """Run one eager forward pass and keep every layer's and head's attention weights.
 
     Each layer's weights are taken as the layer finishes (a hook), stored as float32 if all of them fit
-    ``budget_bytes`` and as float16 otherwise, so 2,048 tokens of a 30-layer, 9-head model take about 2.3 GB. Grouped-query models return one map
-    per query head (the key/value heads are shared, not the maps).
+    ``budget_bytes`` and as float16 otherwise; a text whose estimate is over the budget is refused before the
+    pass. Grouped-query models return one map per query head (the key/value heads are shared, not the maps).
     """
     import torch
 
@@ -124,13 +184,12 @@ def extract(model, tokenizer, text: str, name: str = "", budget_bytes: int = 3 *
     heads = getattr(config, "num_attention_heads", 1)
     causal = is_causal(model)
     held = module_bytes(model)  # the budget covers the model and the maps
-    keep_dtype = torch.float32 if held + estimate_bytes(layers, heads, n, 4, causal) <= budget_bytes else torch.float16
-    need = held + estimate_bytes(layers, heads, n, 2, causal)
-    if need > budget_bytes:
-        fits = int((max(budget_bytes - held, 0) / (layers * heads * (1 if causal else 2) + 16 * heads)) ** 0.5)
-        raise AigcError(f"The attention maps of {n} tokens need about {need / 2**30:.1f} GB with the model "
-                        f"({layers} layers × {heads} heads × {n}²), over the {budget_bytes / 2**30:g} GB budget.",
-                        f"Shorten the text to about {fits} tokens, or raise `%config AigcConfig.attention_budget_gb`.")
+
+    def need(m: int, itemsize: int = 2) -> int:
+        return held + estimate_bytes(layers, heads, m, itemsize, causal) + forward_bytes(config, m, eager=True)
+
+    refuse_over_budget("The attention maps", n, need, budget_bytes, f" ({layers} layers × {heads} heads × {n}²)")
+    keep_dtype = torch.float32 if need(n, 4) <= budget_bytes else torch.float16
     modules, index = _attention_modules(model)
     size = n * (n + 1) // 2 if causal else n * n
     kept = np.empty((len(modules), heads, size), dtype=np.float32 if keep_dtype == torch.float32 else np.float16)
@@ -150,7 +209,7 @@ def extract(model, tokenizer, text: str, name: str = "", budget_bytes: int = 3 *
     handles = [m.register_forward_hook(keep) for m in modules]
     try:
         with torch.inference_mode(), eager_attention(model):
-            output = model(**inputs, output_attentions=not modules)
+            output = model(**inputs, output_attentions=not modules, **lean_forward(model))
     finally:
         for handle in handles:
             handle.remove()
@@ -165,19 +224,25 @@ def extract(model, tokenizer, text: str, name: str = "", budget_bytes: int = 3 *
     return AttentionMaps(tokens, kept, causal, name, dropped)
 
 
-def attention_maps(session, text: str, model=None) -> AttentionMaps:
+def attention_maps(session, text: str, model=None, layers: str | None = None,
+                   heads: str | None = None) -> AttentionMaps:
     """The maps of ``text`` on a local model (a name or a ModelRef), from the cached copy, never a second one.
 
-    The model is held exclusively while its attention implementation is switched, so no generation in
-    another cell sees it half-changed.
+    ``layers`` and ``heads`` ('0-3,7') are checked against the model's config before the forward pass and
+    kept as ``maps.layers`` and ``maps.heads``. The model is held exclusively while its attention
+    implementation is switched, so no generation in another cell sees it half-changed.
     """
     from ..core.models import ModelRef
 
     ref = model if isinstance(model, ModelRef) else session.resolve(model)
     engine, ref = session.registry.serving(ref, ATTENTION)
-    budget = int(session.config.attention_budget_gb * 2**30)
     with engine.use(ref, exclusive=True) as (network, tokenizer):
-        return extract(network, tokenizer, text, ref.name, budget)
+        config = network.config
+        picked_layers = parse_range(layers, getattr(config, "num_hidden_layers", 1), "layers")
+        picked_heads = parse_range(heads, getattr(config, "num_attention_heads", 1), "heads")
+        maps = extract(network, tokenizer, text, ref.name, budget_of(session))
+    maps.layers, maps.heads = picked_layers, picked_heads
+    return maps
 
 
 def conversation_text(session, ref, request, answer: str) -> str:
@@ -246,18 +311,21 @@ def head_matrix(maps: AttentionMaps, layer: int, head: int) -> tuple[bytes, floa
 
 
 def parse_range(text: str | None, count: int, what: str) -> list[int]:
-    """'0-3,7' → [0, 1, 2, 3, 7], checked against ``count``; None → all."""
+    """'0-3,7' → [0, 1, 2, 3, 7], each part checked against ``count`` before it is expanded; None → all."""
     if not text:
         return list(range(count))
-    picked: list[int] = []
-    try:
-        for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            picked += list(range(int(low), int(high or low) + 1))
-    except ValueError:
-        raise AigcError(f"--{what} '{text}' is not a list of numbers.", f"Use e.g. --{what} 0-3,7.") from None
-    bad = [i for i in picked if not 0 <= i < count]
-    if bad:
-        raise AigcError(f"--{what} {bad[0]} is out of range: the model has {count} {what}.",
-                        f"Use numbers from 0 to {count - 1}.")
-    return sorted(set(picked))
+    picked: set[int] = set()
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise AigcError(f"--{what} '{text}' is not a list of numbers.", f"Use e.g. --{what} 0-3,7.") from None
+        if last < first:
+            raise AigcError(f"--{what} {first}-{last} is empty:", f"write it low-high, e.g. {last}-{first}.")
+        for end in (first, last):
+            if not 0 <= end < count:
+                raise AigcError(f"--{what} {end} is out of range: the model has {count} {what}.",
+                                f"Use numbers from 0 to {count - 1}.")
+        picked.update(range(first, last + 1))
+    return sorted(picked)

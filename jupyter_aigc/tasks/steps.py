@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.cache import module_bytes
 from ..core.errors import AigcError
 from ..engines.base import ATTENTION
-from .attention import eager_attention
+from .attention import budget_of, eager_attention, forward_bytes, lean_forward, refuse_over_budget
 
 
 @dataclass
@@ -96,6 +97,9 @@ def attention_steps(session, text: str, layer: int, head: int, query: int = -1, 
         n = ids.shape[-1]
         if not -n <= query < n:
             raise AigcError(f"Query {query} is out of range: the text is {n} tokens.", f"Use 0 to {n - 1}, or -1.")
+        held = module_bytes(network)  # an eager pass, and the chosen head's n×n map kept
+        refuse_over_budget("The attention steps", n, lambda m: held + forward_bytes(config, m, eager=True) + 4 * m * m,
+                           budget_of(session), f" (an eager pass: {heads} heads × {n}² per layer)")
         captured = {}
 
         def before(module, args, kwargs):
@@ -103,7 +107,7 @@ def attention_steps(session, text: str, layer: int, head: int, query: int = -1, 
             captured["position"] = kwargs.get("position_embeddings")
 
         def after(module, args, output):
-            captured["weights"] = output[1]
+            captured["weights"] = output[1][0, head].clone()  # this head's map only, not the layer's
 
         def before_projection(module, args):
             captured["output"] = args[0]
@@ -112,7 +116,7 @@ def attention_steps(session, text: str, layer: int, head: int, query: int = -1, 
                    attn.o_proj.register_forward_pre_hook(before_projection)]
         try:
             with torch.inference_mode(), eager_attention(network):
-                network(input_ids=ids)
+                network(input_ids=ids, **lean_forward(network))
         finally:
             for handle in handles:
                 handle.remove()
@@ -134,7 +138,7 @@ def attention_steps(session, text: str, layer: int, head: int, query: int = -1, 
             tokens=tokens, layer=layer, head=head, kv_head=kv_head, query=query % n,
             Q=q[0, head].float().cpu().numpy(), K=k[0, kv_head].float().cpu().numpy(),
             V=v[0, kv_head].float().cpu().numpy(), scale=float(attn.scaling), causal=True,
-            model_weights=captured["weights"][0, head].float().cpu().numpy(),
+            model_weights=captured["weights"].float().cpu().numpy(),
             model_output=output.float().cpu().numpy(), rotary=rotary, model=ref.name)
 
 
@@ -149,11 +153,21 @@ def attention_module(network, layer: int):
     return attn
 
 
+def positional_size(d_model, positions) -> tuple[int, int]:
+    """``d_model`` and ``positions`` checked against their ranges in spec.json (the browser redraws a
+    positions × positions similarity), before anything is allocated; ``d_model`` must be even."""
+    from ..options import check
+
+    d_model, positions = check("d_model", d_model, "--d-model"), check("positions", positions, "--positions")
+    if d_model % 2:
+        raise AigcError(f"--d-model {d_model} is odd: sin and cos fill the dimensions in pairs, so d_model is even.",
+                        f"Use e.g. --d-model {d_model + 1}.")
+    return d_model, positions
+
+
 def sinusoidal(positions: int, d_model: int) -> np.ndarray:
     """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d_model))."""
-    if positions < 1 or d_model < 2 or d_model % 2:
-        raise AigcError(f"positions={positions}, d_model={d_model}: positions must be ≥ 1 and d_model even.",
-                        "Use e.g. d_model=64, positions=128.")
+    d_model, positions = positional_size(d_model, positions)
     pos = np.arange(positions, dtype=np.float64)[:, None]
     i = np.arange(d_model // 2, dtype=np.float64)[None, :]
     angle = pos / np.power(10000.0, 2 * i / d_model)

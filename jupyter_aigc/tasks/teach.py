@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.cache import module_bytes
 from ..core.errors import AigcError
 from ..engines.base import SCORES
+from .attention import budget_of, forward_bytes, lean_forward, refuse_over_budget, uses_eager_attention
 
 TOP_SHOWN = 50
+LENS_CHUNK = 2**25  # bytes of vocabulary scores the lens computes at once (a few positions of one layer)
 
 
 def distribution(logits: np.ndarray, temperature: float = 1.0, top_k: int = 0,
@@ -72,6 +75,7 @@ class NextToken:
 
     def __init__(self, session, text: str, model=None, chat: bool = False):
         self.engine, self.ref = _weights(session, model)
+        self.budget = budget_of(session)
         with self.engine.use(self.ref) as (network, tokenizer):
             self.tokenizer = tokenizer
             self.ids = encode(tokenizer, text, chat)
@@ -79,14 +83,20 @@ class NextToken:
             self.logits = self._scores(network)
 
     def _scores(self, network) -> np.ndarray:
+        """The last position's scores, from a forward pass that computes no other position's."""
         import torch
 
         limit = getattr(network.config, "max_position_embeddings", None)
         if limit and len(self.ids) >= limit:
             raise AigcError(f"The text is {len(self.ids)} tokens; {self.ref.name} reads {limit} at most.",
                             "Shorten the text.")
+        held = module_bytes(network)
+        vocab = getattr(network.config, "vocab_size", 0) or 0
+        refuse_over_budget("The next-token scores", len(self.ids),
+                           lambda n: held + forward_bytes(network.config, n, uses_eager_attention(network)) + 8 * vocab,
+                           self.budget)
         with torch.inference_mode():
-            out = network(input_ids=torch.tensor([self.ids], device=network.device))
+            out = network(input_ids=torch.tensor([self.ids], device=network.device), **lean_forward(network))
         return out.logits[0, -1].float().cpu().numpy()
 
     def append(self, token_id: int) -> None:
@@ -137,7 +147,11 @@ class LogitLens:
 
 
 def logit_lens(session, text: str, model=None) -> LogitLens:
-    """Each layer's hidden state through the model's final norm and LM head (layer 0 is the embeddings)."""
+    """Each layer's hidden state through the model's final norm and LM head (layer 0 is the embeddings).
+
+    Only the view's numbers are kept: per layer and position the most likely token and its probability,
+    computed a few positions at a time, so the vocabulary-wide scores never exist for every layer at once.
+    """
     import torch
 
     if not text.strip():
@@ -149,18 +163,53 @@ def logit_lens(session, text: str, model=None) -> LogitLens:
             raise AigcError(f"{ref.name} has no final norm and LM head to read the layers with.",
                             "Use a causal language model (Llama, GPT-2, Qwen, …).")
         ids = tokenizer(text, return_tensors="pt")["input_ids"].to(network.device)
+        n, config = ids.shape[-1], network.config
+        held = module_bytes(network)
+        refuse_over_budget("The logit lens", n, lambda m: held + lens_bytes(config, m, uses_eager_attention(network)),
+                           budget_of(session))
         with torch.inference_mode():
-            out = network(input_ids=ids, output_hidden_states=True)
-            layers = []
-            for index, hidden in enumerate(out.hidden_states):
-                # the last hidden state already went through the final norm inside the model
-                states = hidden[0] if index == len(out.hidden_states) - 1 else norm(hidden[0])
-                layers.append(head(states).float().softmax(-1))
-            probs = torch.stack(layers)
-        best, ids_best = probs.max(-1)
+            out = network(input_ids=ids, output_hidden_states=True, **lean_forward(network))
+            best, probs = top_tokens(out.hidden_states, norm, head)
+        del out
         tokens = [tokenizer.decode([i]) for i in ids[0].tolist()]
-        top = [[tokenizer.decode([i]) for i in row] for row in ids_best.tolist()]
-    return LogitLens(tokens, top, best.cpu().numpy(), ref.name)
+        top = [[tokenizer.decode([i]) for i in row] for row in best.tolist()]
+        probs = probs.cpu().numpy()
+    return LogitLens(tokens, top, probs, ref.name)
+
+
+def top_tokens(hidden_states, norm, head) -> tuple:
+    """``[layer, position]`` ids of the most likely tokens and their probabilities (float32), from the LM head's
+    scores a few positions at a time, every layer in turn (the same sizes again and again, so the allocator
+    reuses its blocks). The last hidden state already went through the final norm inside the model."""
+    import torch
+
+    last, n = len(hidden_states) - 1, hidden_states[0].shape[1]
+    best = torch.empty(last + 1, n, dtype=torch.long)
+    probs = torch.empty(last + 1, n, dtype=torch.float32)
+    step = lens_step(head.weight.shape[0])
+    for start in range(0, n, step):
+        for index, hidden in enumerate(hidden_states):
+            states = hidden[0, start:start + step]
+            scores = head(states if index == last else norm(states)).float()
+            top, which = scores.max(-1)
+            # softmax's largest value is 1 / Σ exp(score - max), computed in place (no second copy of the scores)
+            probs[index, start:start + step] = scores.sub_(top[:, None]).exp_().sum(-1).reciprocal_().cpu()
+            best[index, start:start + step] = which.cpu()
+    return best, probs
+
+
+def lens_step(vocab: int) -> int:
+    """Positions per chunk: about ``LENS_CHUNK`` bytes of float32 scores over the vocabulary."""
+    return max(1, LENS_CHUNK // (4 * vocab))
+
+
+def lens_bytes(config, n: int, eager: bool = False) -> int:
+    """Memory the logit lens of ``n`` tokens takes beyond the weights: one forward pass at work, every
+    layer's hidden states (float32) and one chunk of vocabulary scores (twice, for a dtype change)."""
+    layers, hidden = getattr(config, "num_hidden_layers", 0) + 1, getattr(config, "hidden_size", 0) or 0
+    vocab = getattr(config, "vocab_size", 0) or 0
+    chunk = 2 * min(n, lens_step(vocab)) * vocab * 4 if vocab else 0
+    return forward_bytes(config, n, eager) + layers * n * hidden * 4 + chunk
 
 
 def final_norm(network):

@@ -14,7 +14,10 @@ STATIC = Path(__file__).parent / "static"
 
 
 class AttentionView(anywidget.AnyWidget):
-    """Thumbnails of all selected heads are sent first; a head's full N×N map only when it is opened."""
+    """Thumbnails of all selected heads are sent first; a head's full N×N map only when it is opened.
+
+    ``layers`` and ``heads`` default to the selection the maps were made with (``maps.layers``, ``maps.heads``).
+    """
 
     _esm = STATIC / "attention_view.js"
     _css = STATIC / "attention_view.css"
@@ -27,7 +30,10 @@ class AttentionView(anywidget.AnyWidget):
     thumbs = Bytes(b"").tag(sync=True)
     thumb_meta = Dict().tag(sync=True)
 
-    def __init__(self, maps: AttentionMaps, layers: list[int], heads: list[int], **kwargs):
+    def __init__(self, maps: AttentionMaps, layers: list[int] | None = None, heads: list[int] | None = None,
+                 **kwargs):
+        layers = maps.layers if layers is None else layers
+        heads = maps.heads if heads is None else heads
         data, (side, scales) = thumbnails(maps, layers, heads)
         super().__init__(model_name=maps.model, tokens=maps.tokens, layers=layers, heads=heads,
                          causal=maps.causal, thumbs=data, thumb_meta={"size": side, "scales": scales}, **kwargs)

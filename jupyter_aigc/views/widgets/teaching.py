@@ -15,6 +15,7 @@ import numpy as np
 from traitlets import Bool, Bytes, Dict, Float, Int, List, Unicode
 
 from ...core.errors import AigcError
+from ...options import spec
 from ...tasks.steps import AttentionSteps, Rotary, sinusoidal
 from ...tasks.teach import LogitLens, NextToken, distribution, entropy
 from ..markdown import sanitize
@@ -184,15 +185,18 @@ class PositionalView(TeachingWidget):
     inv_freq = List(Float()).tag(sync=True)   # rotary: radians per position of each dimension pair
     rotary_qk = Bytes(b"").tag(sync=True)     # float32 [2, d]: a real q and k of the model, before rotation
     rotary_where = Dict().tag(sync=True)      # {"layer", "head"}
+    limits = Dict().tag(sync=True)            # the sliders' ranges: spec.json's, the ones the kernel checks
 
     def __init__(self, d_model: int = 64, positions: int = 128, rotary: Rotary | None = None, **kwargs):
         self.matrix = sinusoidal(positions, d_model)
         self.rotary = rotary
-        extra = {}
+        rules = spec()["settings"]
+        extra = {"limits": {key: {"min": rules[key]["min"], "max": rules[key]["max"]}
+                            for key in ("d_model", "positions")}}
         if rotary is not None:
-            extra = {"model_name": rotary.model, "inv_freq": rotary.inv_freq.tolist(),
-                     "rotary_qk": f32(np.stack([rotary.q, rotary.k])),
-                     "rotary_where": {"layer": rotary.layer, "head": rotary.head}}
+            extra |= {"model_name": rotary.model, "inv_freq": rotary.inv_freq.tolist(),
+                      "rotary_qk": f32(np.stack([rotary.q, rotary.k])),
+                      "rotary_where": {"layer": rotary.layer, "head": rotary.head}}
         super().__init__(d_model=d_model, positions=positions, **extra, **kwargs)
 
     @property

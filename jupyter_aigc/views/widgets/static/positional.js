@@ -163,8 +163,13 @@ function render({ model, el: root }) {
     controls.append(box);
     return { input, shown };
   };
-  const dSlider = slider("d_model", 2, 256, 2, state.d, "d_model");
-  const pSlider = slider("positions", 1, 512, 1, state.positions, "positions");
+  // the ranges the kernel checks (spec.json), so a slider cannot ask for more than the kernel allows
+  const limits = model.get("limits") || {};
+  const range = (key, min, max) => [(limits[key] || {}).min ?? min, (limits[key] || {}).max ?? max];
+  const [dMin, dMax] = range("d_model", 2, 1024);
+  const [pMin, pMax] = range("positions", 1, 2048);
+  const dSlider = slider("d_model", dMin, dMax, 2, state.d, "d_model");
+  const pSlider = slider("positions", pMin, pMax, 1, state.positions, "positions");
 
   const charts = el("div", "aigc-pe-charts");
   const peFigure = el("figure", "aigc-pe-figure");
@@ -196,14 +201,16 @@ function render({ model, el: root }) {
     const { d, positions } = state;
     const matrix = sinusoidal(positions, d);
     heatmap(pe, matrix, positions, d, "dimension", "position", d - 1, positions - 1, pal);
+    // PE(m)·PE(n) = Σ_i cos((m − n)·freq_i): one value per offset, O(positions·d) instead of O(positions²·d)
+    const byOffset = new Float64Array(positions);
+    for (let off = 0; off < positions; off++) {
+      let s = 0;
+      for (let i = 0; i < d / 2; i++) s += Math.cos(off / Math.pow(10000, (2 * i) / d));
+      byOffset[off] = s / (d / 2);
+    }
     const similarity = new Float64Array(positions * positions);
-    const norm = d / 2;
     for (let a = 0; a < positions; a++) {
-      for (let b = a; b < positions; b++) {
-        let s = 0;
-        for (let i = 0; i < d; i++) s += matrix[a * d + i] * matrix[b * d + i];
-        similarity[a * positions + b] = similarity[b * positions + a] = s / norm;
-      }
+      for (let b = 0; b < positions; b++) similarity[a * positions + b] = byOffset[Math.abs(a - b)];
     }
     heatmap(sim, similarity, positions, positions, "position n", "position m", positions - 1, positions - 1, pal);
     root.dataset.dModel = String(d);
@@ -213,8 +220,8 @@ function render({ model, el: root }) {
   }
 
   function readSliders() {
-    state.d = Math.max(2, 2 * Math.round(parseInt(dSlider.input.value, 10) / 2) || 64);
-    state.positions = Math.max(1, parseInt(pSlider.input.value, 10) || 128);
+    state.d = Math.min(dMax, Math.max(dMin, 2 * Math.round(parseInt(dSlider.input.value, 10) / 2) || 64));
+    state.positions = Math.min(pMax, Math.max(pMin, parseInt(pSlider.input.value, 10) || 128));
     dSlider.shown.textContent = String(state.d);
     pSlider.shown.textContent = String(state.positions);
     schedule();
