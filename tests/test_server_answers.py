@@ -92,7 +92,7 @@ def test_the_fallback_cache_folder_is_private(tmp_path, monkeypatch):
     from jupyter_aigc.core import config
 
     monkeypatch.setattr(config.tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(config, "_fallback", None)
+    monkeypatch.setattr(config, "_fallbacks", {})
     planted = tmp_path / f"jupyter_aigc-{os.getuid()}"
     planted.mkdir(mode=0o777)
     planted.chmod(0o777)
@@ -100,18 +100,18 @@ def test_the_fallback_cache_folder_is_private(tmp_path, monkeypatch):
     assert folder != planted and folder.parent == tmp_path
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
 
-    monkeypatch.setattr(config, "_fallback", None)
+    monkeypatch.setattr(config, "_fallbacks", {})
     planted.rmdir()
     (tmp_path / "elsewhere").mkdir()
     planted.symlink_to(tmp_path / "elsewhere")
     assert config.fallback_cache_dir("test") != planted
 
-    monkeypatch.setattr(config, "_fallback", None)
+    monkeypatch.setattr(config, "_fallbacks", {})
     planted.unlink()
     folder = config.fallback_cache_dir("test")
     assert folder == planted and stat.S_IMODE(planted.stat().st_mode) == 0o700, "made here: private, used"
 
-    monkeypatch.setattr(config, "_fallback", None)
+    monkeypatch.setattr(config, "_fallbacks", {})
     planted.chmod(0o755)  # ours, and only we could write in it: closed to others and used
     assert config.fallback_cache_dir("test") == planted and stat.S_IMODE(planted.stat().st_mode) == 0o700
 

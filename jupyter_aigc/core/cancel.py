@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import signal
 import threading
 import time
+from contextlib import contextmanager
 from typing import Callable, TypeVar
 
 from .errors import AigcError
@@ -35,6 +37,7 @@ class Job:
     def __init__(self, work: Callable[[threading.Event], T], cancel: threading.Event | None = None):
         self.cancel = cancel or threading.Event()
         self.done = threading.Event()
+        self.interrupted = False
         self._result = None
         self._error: BaseException | None = None
         context = contextvars.copy_context()
@@ -60,24 +63,57 @@ class Job:
 
     def run(self, poll: Callable[[], None] | None = None):
         """Wait in the calling thread; ``poll`` lets an old kernel deliver widget clicks meanwhile."""
-        self.start()
-        try:
-            while not self.done.wait(WAIT):
-                if poll is not None:
-                    poll()
-        except KeyboardInterrupt:
-            self._stop_after_interrupt()
+        with self._noting_interrupts():
+            self.start()
+            try:
+                while not self.done.wait(WAIT):
+                    if self.interrupted:
+                        raise KeyboardInterrupt
+                    if poll is not None:
+                        poll()
+            except KeyboardInterrupt:
+                self._stop_after_interrupt()
         return self.result()
 
     async def run_async(self):
         """Await the work; the kernel serves widget messages meanwhile and turns an interrupt into a cancel."""
-        self.start()
-        try:
-            while not self.done.is_set():
-                await asyncio.sleep(WAIT)
-        except (asyncio.CancelledError, KeyboardInterrupt):
-            self._stop_after_interrupt()
+        with self._noting_interrupts():
+            self.start()
+            try:
+                while not self.done.is_set():
+                    if self.interrupted:
+                        raise KeyboardInterrupt
+                    await asyncio.sleep(WAIT)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                self._stop_after_interrupt()
         return self.result()
+
+    @contextmanager
+    def _noting_interrupts(self):
+        """While the cell waits, SIGINT also notes itself here and sets the cancel, then raises as before.
+
+        The KeyboardInterrupt that Python raises can be lost: when the signal lands while the main thread runs a
+        finaliser (a garbage-collected socket's ``__del__``, say), Python prints "Exception ignored" and goes
+        on. On a busy machine that left a cell waiting out a hung server (181 s). The note cannot be lost.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous):  # SIGINT ignored or left to the system: nothing to add to
+            yield
+            return
+
+        def note(signum, frame):
+            self.interrupted = True
+            self.cancel.set()
+            previous(signum, frame)
+
+        signal.signal(signal.SIGINT, note)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _stop_after_interrupt(self) -> None:
         self.cancel.set()

@@ -152,17 +152,16 @@ def cache_dir() -> Path:
 
 def fallback_cache_dir(reason: str) -> Path:
     """A private temporary folder: ours alone (owner, mode 0700, not a link), else a fresh ``mkdtemp``."""
-    global _fallback
-    if _fallback is None:
-        _fallback = user_temp_folder()
-        if not private_folder(_fallback):
-            _fallback = Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))
-    warn_once(f"{reason}; using {_fallback} for now. Set JUPYTER_AIGC_CACHE to a writable folder to keep "
+    wanted = user_temp_folder()
+    if wanted not in _fallbacks:
+        _fallbacks[wanted] = wanted if private_folder(wanted) else Path(tempfile.mkdtemp(prefix="jupyter_aigc-"))
+    folder = _fallbacks[wanted]
+    warn_once(f"{reason}; using {folder} for now. Set JUPYTER_AIGC_CACHE to a writable folder to keep "
               "converted models between sessions.")
-    return _fallback
+    return folder
 
 
-_fallback: Path | None = None
+_fallbacks: dict[Path, Path] = {}  # the user's temp folder → the private folder used for it
 
 
 def user_temp_folder() -> Path:
