@@ -53,6 +53,12 @@ def test_a_reversed_range_is_an_error_not_an_empty_view(shell, tiny_model, capsy
     assert "--heads 3-1 is empty: write it low-high, e.g. 1-3." in err
 
 
+def test_the_lens_refuses_a_text_longer_than_the_models_context(shell, tiny_model, capsys):
+    result = run_cell(shell, "aigc_lens", f"-m {tiny_model}", "hello world " * 2500)
+    err = capsys.readouterr().err
+    assert not result.success and "reads 4096 at most" in err and "Traceback" not in err
+
+
 def test_attention_ranges_are_checked_against_the_config_before_the_forward_pass(shell, tiny_model, capsys):
     import jupyter_aigc
     from jupyter_aigc.tasks.attention import attention_maps

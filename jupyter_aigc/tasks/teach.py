@@ -164,6 +164,9 @@ def logit_lens(session, text: str, model=None) -> LogitLens:
                             "Use a causal language model (Llama, GPT-2, Qwen, …).")
         ids = tokenizer(text, return_tensors="pt")["input_ids"].to(network.device)
         n, config = ids.shape[-1], network.config
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit and n > limit:
+            raise AigcError(f"The text is {n} tokens; {ref.name} reads {limit} at most.", "Shorten the text.")
         held = module_bytes(network)
         refuse_over_budget("The logit lens", n, lambda m: held + lens_bytes(config, m, uses_eager_attention(network)),
                            budget_of(session))
