@@ -530,3 +530,34 @@ def test_regenerate_refuses_controls_out_of_range(kernel, server):
         time.sleep(0.1)
     sent = posts(server, "ok")[-1]["body"]
     assert len(posts(server, "ok")) == before + 1 and sent["temperature"] == 0.5 and sent["max_tokens"] == 5
+
+
+@pytest.mark.slow
+def test_regenerate_answers_whatever_it_is_sent_and_stays_usable(kernel, server):
+    """A regenerate message whose controls are not even a dict used to raise inside the handler and keep its
+    lock: the widget waited forever and ignored every later click. It answers with a message now, and the next
+    regenerate works."""
+    reply, messages = execute(kernel, f"%%gpt -m ok --base-url {server.url} --new\nhi")
+    assert reply["status"] == "ok"
+    (comm_id,) = gpt_view_comms(messages)
+    before = len(posts(server, "ok"))
+
+    def regenerate(controls) -> None:
+        msg = kernel.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
+            "method": "custom", "content": {"type": "regenerate", "controls": controls}}})
+        kernel.kc.shell_channel.send(msg)
+
+    def error_column(msg: dict) -> bool:
+        content = msg["content"]
+        if msg["msg_type"] != "comm_msg" or content.get("comm_id") != comm_id:
+            return False
+        return any("Regenerate failed" in (column.get("error") or "")
+                   for column in (content["data"].get("state") or {}).get("columns") or [])
+
+    regenerate([1, 2])
+    wait_for_iopub(kernel, error_column)
+    regenerate({"temperature": 0.5, "top_p": 1, "max_tokens": 5, "seed": None})
+    deadline = time.time() + 30
+    while len(posts(server, "ok")) == before and time.time() < deadline:
+        time.sleep(0.1)
+    assert len(posts(server, "ok")) == before + 1, "the next regenerate was not ignored"

@@ -191,9 +191,10 @@ class GptTask:
                 return
             try:
                 rerun = self.with_controls(variants, controls, shown)
-            except AigcError as error:
+            except Exception as error:  # the lock is released and the widget answers, whatever was sent
                 lock.release()
-                view.show_error(str(error))
+                view.show_error(str(error) if isinstance(error, AigcError)
+                                else f"Regenerate failed: {type(error).__name__}: {error}")
                 return
             view.controls = dict(controls)
             cancel = threading.Event()

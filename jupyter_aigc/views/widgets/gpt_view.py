@@ -42,7 +42,7 @@ class GptView(anywidget.AnyWidget):
         if kind == "stop" and self.on_stop:
             self.on_stop()
         elif kind == "regenerate" and self.on_regenerate:
-            self.on_regenerate(dict(content.get("controls") or self.controls))
+            self.on_regenerate(content.get("controls") or dict(self.controls))  # the task checks what was sent
 
     def _repr_mimebundle_(self, **kwargs):
         """No text/plain stand-in: where the widget cannot be drawn, the Markdown copy below shows the answer."""
