@@ -111,16 +111,32 @@ def test_unknown_model_lists_available(shell, llama_server, capsys):
     assert "has no model 'gpt-nope' (404)" in str(error) and "smollm2" in str(error)
 
 
-def test_server_killed_mid_stream_keeps_partial_text_marked_cut_off(shell, default_gguf, capsys):
+def test_server_killed_mid_stream_keeps_partial_text_marked_cut_off(shell, default_gguf, capsys, monkeypatch):
     server = start_llama_server(default_gguf)
     url, proc = next(server)
     import threading
 
-    killer = threading.Timer(3.0, proc.kill)
+    from jupyter_aigc.views.text import TerminalRenderer
+
+    streaming = threading.Event()  # the first text reached the view (on a busy machine that can take seconds)
+    append = TerminalRenderer.append
+
+    def noted(self, *args):
+        streaming.set()
+        return append(self, *args)
+
+    monkeypatch.setattr(TerminalRenderer, "append", noted)
+
+    def kill_mid_stream():
+        if streaming.wait(120):
+            time.sleep(0.5)
+        proc.kill()
+
+    killer = threading.Thread(target=kill_mid_stream, daemon=True)
     killer.start()
     result = run_gpt(shell, f"-m smollm2 --base-url {url} --temperature 0.8 --max-tokens 3000 -o answer --new",
                      "Write a very long story about a dragon.")
-    killer.cancel()
+    killer.join(timeout=5)
     out = capsys.readouterr()
     assert shell.user_ns["answer"], "partial text kept"
     assert "broke off the answer" in out.out + out.err and "cut off" in out.out

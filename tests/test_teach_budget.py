@@ -79,8 +79,7 @@ def test_attention_ranges_are_checked_against_the_config_before_the_forward_pass
 
 @pytest.mark.parametrize("magic, line, words, what", [
     ("aigc_attention", "--steps --layer 1 --head 2", 2000, "The attention steps of 4,000 tokens"),
-    ("aigc_lens", "", 20000, "The logit lens of 40,000 tokens"),
-])
+])  # the lens of the tiny model outgrows its 4,096-token context before 0.1 GB: the default model's test has it
 def test_views_over_the_budget_are_refused_at_once(shell, tiny_model, capsys, magic, line, words, what):
     import jupyter_aigc
 
@@ -211,8 +210,11 @@ print(len(view.tokens), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 def test_the_lens_of_350_tokens_peaks_far_under_the_old_5_gb(tmp_path):
     """In a process of its own: the default model's lens of 350 tokens peaked at 5.0 GB when it kept every
     layer's softmax over the vocabulary; keeping each layer's top token it peaks at about 1.0 GB."""
-    out = subprocess.run([sys.executable, "-c", LENS_PEAK, "350"], capture_output=True, text=True, timeout=900,
-                         cwd=tmp_path)
+    # a first short run makes sure the transformers copy of the default model exists (converting it peaks at
+    # about 3 GB, and a test before this one may have removed it); the second is the one measured
+    for length in ("8", "350"):
+        out = subprocess.run([sys.executable, "-c", LENS_PEAK, length], capture_output=True, text=True, timeout=900,
+                             cwd=tmp_path)
     tokens, peak_kb = out.stdout.split()[-2:]
     assert int(tokens) == 350, out.stderr[-2000:]
     assert int(peak_kb) / 2**20 < 1.5, f"peak {int(peak_kb) / 2**20:.2f} GB"
