@@ -497,6 +497,25 @@ def test_key_prompt_without_stdin_fails_with_one_line(tmp_path):
 # --------------------------------------------------------------------- 16. regenerate checks its controls
 
 
+def send_regenerate(kernel: Kernel, comm_id: str, controls) -> None:
+    """The message the widget's Regenerate sends (an anywidget custom message on its comm)."""
+    msg = kernel.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
+        "method": "custom", "content": {"type": "regenerate", "controls": controls}}})
+    kernel.kc.shell_channel.send(msg)
+
+
+def error_in_columns(comm_id: str, text: str = ""):
+    """A predicate for ``wait_for_iopub``: a state update of that widget with an error containing ``text``."""
+    def found(msg: dict) -> bool:
+        content = msg["content"]
+        if msg["msg_type"] != "comm_msg" or content.get("comm_id") != comm_id:
+            return False
+        columns = (content["data"].get("state") or {}).get("columns") or []
+        return any(text in (column.get("error") or "") and column.get("error") for column in columns)
+
+    return found
+
+
 @pytest.mark.slow
 def test_regenerate_refuses_controls_out_of_range(kernel, server):
     reply, messages = execute(kernel, f"%%gpt -m ok --base-url {server.url} --new\nhi")
@@ -505,17 +524,9 @@ def test_regenerate_refuses_controls_out_of_range(kernel, server):
     before = len(posts(server, "ok"))
 
     def regenerate(controls: dict) -> None:
-        msg = kernel.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
-            "method": "custom", "content": {"type": "regenerate", "controls": controls}}})
-        kernel.kc.shell_channel.send(msg)
+        send_regenerate(kernel, comm_id, controls)
 
-    def error_column(msg: dict) -> bool:
-        content = msg["content"]
-        if msg["msg_type"] != "comm_msg" or content.get("comm_id") != comm_id:
-            return False
-        columns = (content["data"].get("state") or {}).get("columns") or []
-        return any(column.get("error") for column in columns)
-
+    error_column = error_in_columns(comm_id)
     regenerate({"temperature": 1e308, "top_p": 1, "max_tokens": 5, "seed": None})
     update = wait_for_iopub(kernel, error_column)
     error = update["content"]["data"]["state"]["columns"][0]["error"]
@@ -542,21 +553,9 @@ def test_regenerate_answers_whatever_it_is_sent_and_stays_usable(kernel, server)
     (comm_id,) = gpt_view_comms(messages)
     before = len(posts(server, "ok"))
 
-    def regenerate(controls) -> None:
-        msg = kernel.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": {
-            "method": "custom", "content": {"type": "regenerate", "controls": controls}}})
-        kernel.kc.shell_channel.send(msg)
-
-    def error_column(msg: dict) -> bool:
-        content = msg["content"]
-        if msg["msg_type"] != "comm_msg" or content.get("comm_id") != comm_id:
-            return False
-        return any("Regenerate failed" in (column.get("error") or "")
-                   for column in (content["data"].get("state") or {}).get("columns") or [])
-
-    regenerate([1, 2])
-    wait_for_iopub(kernel, error_column)
-    regenerate({"temperature": 0.5, "top_p": 1, "max_tokens": 5, "seed": None})
+    send_regenerate(kernel, comm_id, [1, 2])
+    wait_for_iopub(kernel, error_in_columns(comm_id, "Regenerate failed"))
+    send_regenerate(kernel, comm_id, {"temperature": 0.5, "top_p": 1, "max_tokens": 5, "seed": None})
     deadline = time.time() + 30
     while len(posts(server, "ok")) == before and time.time() < deadline:
         time.sleep(0.1)
