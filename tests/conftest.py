@@ -91,6 +91,18 @@ def isolated_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(autouse=True)
+def python_handles_sigint():
+    """Each test starts with Python's own SIGINT handler, as IPython has it: a library used by an earlier test
+    of this process may have left SIGINT ignored, which would make an in-process interrupt test wait forever."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and not callable(signal.getsignal(signal.SIGINT)):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
 @pytest.fixture
 def shell():
     """A real IPython InteractiveShell with a fresh jupyter_aigc session loaded."""
