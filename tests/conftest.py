@@ -94,11 +94,12 @@ def isolated_cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def python_handles_sigint():
     """Each test starts with Python's own SIGINT handler, as IPython has it: a library used by an earlier test
-    of this process may have left SIGINT ignored, which would make an in-process interrupt test wait forever."""
+    of this process may have left SIGINT ignored or handled its own way, which would make an in-process interrupt
+    test wait forever."""
     import signal
     import threading
 
-    if threading.current_thread() is threading.main_thread() and not callable(signal.getsignal(signal.SIGINT)):
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
 
