@@ -26,7 +26,13 @@ class Kernel:
             elif kind == "error":
                 result["error"] = content
 
-        reply = self.kc.execute_interactive(code, output_hook=hook, timeout=timeout)
+        for _attempt in range(20):
+            reply = self.kc.execute_interactive(code, output_hook=hook, timeout=timeout)
+            # ipykernel 7 sends a failed cell's reply before it starts aborting the queued requests (Run All's
+            # stop): a request sent in that window is aborted unrun. A person's next cell comes later; send again.
+            if reply["content"]["status"] != "aborted":
+                break
+            time.sleep(0.2)
         result["status"] = reply["content"]["status"]
         return result
 

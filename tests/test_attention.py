@@ -11,6 +11,7 @@ from jupyter_aigc.tasks.attention import (AttentionMaps, downsample, eager_atten
 from jupyter_aigc.core.errors import AigcError
 
 from conftest import run_cell
+from peak_memory import PEAK_GB, run_child
 
 
 def load(folder):
@@ -191,11 +192,7 @@ def test_an_input_over_the_memory_budget_is_refused_with_an_estimate(shell, tiny
 @pytest.mark.slow
 def test_2048_tokens_of_the_default_model_peak_under_3_gb(tmp_path):
     """In a process of its own: the peak resident memory of the attention view of 2,048 tokens."""
-    import subprocess
-    import sys
-
     code = """
-import resource
 from IPython.core.interactiveshell import InteractiveShell
 ip = InteractiveShell.instance(); ip.run_line_magic("load_ext", "jupyter_aigc")
 import jupyter_aigc
@@ -203,9 +200,8 @@ s = jupyter_aigc.get_session()
 with s.engines["transformers"].use(s.resolve(None, engine="transformers")) as (_, tok):
     ids = tok(" ".join(["The keeper wrote down every ship, every storm and every quiet night."] * 200))["input_ids"]
 view = jupyter_aigc.attention_view(tok.decode(ids[:2048]))
-print(len(view.tokens), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=tmp_path)
-    tokens, peak_kb = out.stdout.split()[-2:]
-    assert int(tokens) == 2048, out.stderr[-2000:]
-    assert int(peak_kb) / 2**20 < 3.0, f"peak {int(peak_kb) / 2**20:.2f} GB"
+print(len(view.tokens), PEAK_GB)
+""".replace("PEAK_GB", PEAK_GB)
+    out, peak = run_child(code, cwd=tmp_path)
+    assert int(out.split()[-2]) == 2048
+    assert peak < 3.0, f"peak {peak:.2f} GB"
