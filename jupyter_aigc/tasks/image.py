@@ -46,6 +46,9 @@ def save_images(images: list, folder: str, request: ImageRequest, model: str) ->
                            ("steps", request.steps), ("guidance", request.guidance)):
             info.add_text(key, str(value))
         path = target / f"aigc-{stamp}-{index}.png"
+        copy = 1
+        while path.exists():  # a cell of the same second saved there already
+            path, copy = target / f"aigc-{stamp}-{index}-{copy}.png", copy + 1
         image.save(path, pnginfo=info)
         paths.append(path)
     return paths
