@@ -43,7 +43,8 @@ def unload_ipython_extension(ipython) -> None:
             ipython.configurables.remove(session.config)
 
 
-from .teaching import attention_steps, logit_lens, next_token_view, positional_encoding  # noqa: E402,F401
+from .teaching import (attention_steps, denoising_view, gan_diversity, latent_map, logit_lens,  # noqa: E402,F401
+                       next_token_view, positional_encoding)
 
 
 def get_session():
@@ -108,6 +109,27 @@ def finetune(name: str, data=None, model: str | None = None, examples: str = "",
     values = {**args, **options, "name": name, "model": model,
               "data": None if data is None else "__aigc_finetune_data__"}
     return _run(lambda cancel: session.finetune.run(Namespace(**values), examples, namespace, cancel))
+
+
+def train_image(kind: str, name: str, data="digits", **options):
+    """Train an image-lab model like %aigc_train_image and return the result (``.name``, ``.folder``,
+    ``.progress``, ``.info``); ``data`` is 'digits', a folder, an array [n, h, w], (images, labels) or a dict.
+
+    ``options`` are %aigc_train_image's options by name, e.g. ``epochs=5, batch_size=32, conditional=True``.
+    """
+    from argparse import Namespace
+
+    from IPython import get_ipython
+
+    session = get_session()
+    args = vars(get_ipython()._jupyter_aigc_magics.aigc_train_image.parser.parse_args([]))
+    unknown = set(options) - set(args)
+    if unknown:
+        raise TypeError(f"train_image() got unknown options: {', '.join(sorted(unknown))}")
+    named = isinstance(data, str)
+    namespace = {**get_ipython().user_ns, "__aigc_train_image_data__": data}
+    values = {**args, **options, "kind": kind, "name": name, "data": data if named else "__aigc_train_image_data__"}
+    return _run(lambda cancel: session.image_lab.run(Namespace(**values), namespace, cancel))
 
 
 def _run(work):

@@ -54,7 +54,7 @@ def kernel_serves_comms_while_awaiting(shell) -> bool:
 
 @magics_class
 class AigcMagics(Magics):
-    """%%gpt, %%aigc_attention, %%aigc_image and %aigc."""
+    """Every magic of jupyter-aigc; spec.json lists them."""
 
     def __init__(self, shell, session):
         super().__init__(shell)
@@ -366,6 +366,47 @@ class AigcMagics(Magics):
         if not args.full and result.ref.gguf:
             print("It runs on the transformers engine: llama.cpp takes LoRA adapters only as GGUF files, and no "
                   "installed package converts a peft adapter to one (--merge saves a plain model folder).")
+
+    @magic_arguments()
+    @declare("aigc_train_image")
+    @no_var_expand
+    @line_magic
+    def aigc_train_image(self, line):
+        """Train a small image model in the notebook: a VAE, a GAN or a diffusion model (diffusers' UNet2DModel).
+
+        A live view shows the losses and a grid of samples from fixed noise as they learn; Stop (or Kernel →
+        Interrupt) keeps the model as trained so far. Then %%aigc_image -m NAME draws with it, the prompt naming
+        the class. Example::
+
+            %aigc_train_image --kind diffusion --data digits --name digits
+            %%aigc_image -m digits --seed 1 -n 4
+            a handwritten 7
+        """
+        args = self._parse(self.aigc_train_image, line)
+        return self._run(lambda cancel: self._train_image(args, cancel))
+
+    def _train_image(self, args, cancel) -> None:
+        from .views.widgets.image_lab_view import ImageLabView, TerminalImageLabView
+
+        if frontend(self.shell) == "jupyter":
+            from IPython.display import display
+
+            view = ImageLabView(title=f"Training {args.kind or ''} {args.name or ''} on {args.data}")
+            view.on_stop = cancel.set
+            shown = display(view, display_id=True)
+        else:
+            view, shown = TerminalImageLabView(), None
+        result = self.session.image_lab.run(args, self.shell.user_ns, cancel, view)
+        if shown is not None:
+            shown.update(view)  # the saved notebook's static copy: the last sample grid and losses
+        if args.output:
+            self._store(args.output, result)
+        progress = result.progress
+        curves = ", ".join(f"{name} {points[-1][1]:.3f}" for name, points in progress.curves.items() if points)
+        say(f"{result.name}: {result.kind} {progress.status} after {progress.epoch:.1f} epochs"
+            + (f" ({curves})" if curves else "") + f"; saved to {result.folder}. Draw with %%aigc_image -m "
+            f"{result.name}" + (f" and a prompt naming a class ({', '.join(result.info.classes[:10])})."
+                                if result.info.classes else "."))
 
     @no_var_expand
     @line_magic

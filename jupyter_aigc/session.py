@@ -9,6 +9,7 @@ from .core.config import AigcConfig
 from .core.models import ModelRef, resolve
 from .core.registry import Registry
 from .engines.diffusers import DiffusersEngine
+from .engines.image_lab import ImageLabEngine
 from .engines.llamacpp import LlamaCppEngine
 from .engines.openai import OpenAIEngine
 from .engines.openai_images import OpenAIImagesEngine
@@ -19,6 +20,7 @@ from .record.status import StatusPublisher
 from .tasks.evaluate import EvalTask
 from .tasks.finetune import FinetuneTask
 from .tasks.gpt import GptTask
+from .tasks.image_lab import ImageLabTask, lab_ref
 from .tasks.runner import TextRunner
 
 
@@ -46,12 +48,14 @@ class AigcSession:
             "openai": openai,
             "diffusers": DiffusersEngine(self.cache, self.config.device, self.config.dtype),
             "openai-images": OpenAIImagesEngine(openai),
+            "image-lab": ImageLabEngine(self.cache, self.config.device),
         }
         self.registry = Registry(self.engines)
         self.runner = TextRunner(self.registry)
         self.gpt = GptTask(self)
         self.evaluate = EvalTask(self)
         self.finetune = FinetuneTask(self)
+        self.image_lab = ImageLabTask(self)
         self.adapters: dict = {}  # fine-tuned models by name (ModelRef)
         self.config.observe(self._sync, ["cache_budget_gb", "device", "dtype", "base_url", "timeout", "max_retries",
                                         "threads"])
@@ -77,6 +81,7 @@ class AigcSession:
         self.engines["llama.cpp"].threads = config.threads  # a running model is rebuilt before its next answer
         for name in ("transformers", "diffusers"):
             self.engines[name].device, self.engines[name].dtype = config.device, config.dtype
+        self.engines["image-lab"].device = config.device
         openai = self.engines["openai"]
         openai.base_url, openai.timeout, openai.max_retries = config.base_url, config.timeout, config.max_retries
 
@@ -89,4 +94,8 @@ class AigcSession:
         default = self.config.default_image_model if kind == "image" else self.config.default_model
         if kind == "text" and (text or default) in self.adapters:
             return self.adapters[text or default]
+        if kind == "image" and (text or default):
+            found = self.image_lab.find((text or default).strip()) or lab_ref(text or default)
+            if found is not None:
+                return found
         return resolve(text or default, self.all_aliases(), base_url, engine, self.config.gguf_engine, kind)

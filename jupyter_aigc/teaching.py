@@ -44,3 +44,36 @@ def logit_lens(text: str, model: str | None = None):
     from .views.widgets.teaching import LogitLensView
 
     return LogitLensView(compute(_session(), text, model))
+
+
+def _one_line(build):
+    """The image lab's views: a user's mistake (a wrong name or kind) is one line, as in a magic."""
+    from .core.errors import AigcError
+    from .magics import usage_error
+
+    try:
+        return build()
+    except AigcError as error:
+        raise usage_error(error) from None
+
+
+def latent_map(name: str, digit=None):
+    """A trained VAE's latent plane for one class (``digit``: 7, "7", "seven"; default the first class): decoded
+    images over it and a point to drag, decoded in the browser with the decoder's own weights."""
+    from .tasks.lab_lessons import latent_map_view
+
+    return _one_line(lambda: latent_map_view(_session(), name, digit))
+
+
+def denoising_view(name: str, prompt: str = "7", seed: int = 0, steps: int = 50):
+    """One sample of a trained diffusion model, from pure noise to the image, with a slider over the steps."""
+    from .tasks.lab_lessons import denoising_view as build
+
+    return _one_line(lambda: build(_session(), name, prompt, seed, steps))
+
+
+def gan_diversity(name: str):
+    """A trained GAN's sample diversity over the epochs against the real images', with its sample grids."""
+    from .tasks.lab_lessons import gan_diversity_view
+
+    return _one_line(lambda: gan_diversity_view(_session(), name))

@@ -47,6 +47,12 @@ def cases(url: str, model: str) -> dict[str, list[str]]:
         "aigc_eval": [rows, f"%%aigc_eval --data rows --reference ref --metrics contains,exact --compare corpus,corpus-error "
                       f"{server}\nAnswer: {TEXT}"],
         "aigc_finetune": [f"%%aigc_finetune --name tuned -m '{model}' --epochs 1\nQ: {CORPUS[0]} {CORPUS[4]}\nA: {CORPUS[1]}"],
+        "aigc_train_image": [
+            "import os, tempfile\nfrom PIL import Image\nlab_root = tempfile.mkdtemp()\nfor c in ["
+            + repr(HOSTILE_NAME) + ", 'plain']:\n    os.makedirs(os.path.join(lab_root, c))\n"
+            "    [Image.new('L', (8, 8), 20 * k).save(os.path.join(lab_root, c, f'{k}.png')) for k in range(12)]",
+            f"%aigc_train_image --kind vae --data {{lab_root}} --name '{HOSTILE_NAME}' --epochs 1",
+            f"%%aigc_image -m '{HOSTILE_NAME}' --size 8x8\n{TEXT}", "%aigc cache"],
         "aigc help": ["%aigc help"],
         "aigc cache": [f"%%gpt -m '{model}' --engine transformers --max-tokens 2\nhi", "%aigc cache"],
         "aigc evict": [f"%aigc evict '{CORPUS[1]}'", f"%aigc evict '{model}'"],

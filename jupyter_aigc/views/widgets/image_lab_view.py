@@ -1,0 +1,84 @@
+"""ImageLabView: %aigc_train_image's live view: loss curves, a grid of samples from fixed noise redrawn as the
+model learns, progress with the time left, and Stop (the model is kept as trained so far)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import anywidget
+from traitlets import Bytes, Dict, Unicode
+
+from ..outside import html, plain
+
+STATIC = Path(__file__).parent / "static"
+PUSH_INTERVAL = 0.2
+
+
+class ImageLabView(anywidget.AnyWidget):
+    _esm = STATIC / "image_lab_view.js"
+    _css = STATIC / "image_lab_view.css"
+
+    title = Unicode("").tag(sync=True)
+    progress = Dict().tag(sync=True)  # LabProgress as a dict: step, total_steps, epoch, curves, …
+    grid = Bytes(b"").tag(sync=True)  # PNG of the latest samples
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.on_stop: Callable[[], None] | None = None
+        self._pushed = 0.0
+        self._lock = threading.Lock()
+        self.on_msg(self._handle_message)
+
+    def _handle_message(self, widget, content, buffers) -> None:
+        if isinstance(content, dict) and content.get("type") == "stop" and self.on_stop:
+            self.on_stop()
+
+    def update(self, progress, grid: bytes | None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if grid is None and progress.status == "running" and now - self._pushed < PUSH_INTERVAL:
+                return
+            self._pushed = now
+            with self.hold_sync():
+                if grid is not None:
+                    self.grid = grid
+                self.progress = asdict(progress)
+
+    def _repr_mimebundle_(self, **kwargs):
+        """A static copy for saved notebooks and nbconvert: the last sample grid and the final losses."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        progress = self.progress or {}
+        losses = ", ".join(f"{name} {points[-1][1]:.3f}" for name, points in (progress.get("curves") or {}).items()
+                           if points)
+        line = f"{progress.get('status', 'starting')} · epoch {progress.get('epoch', 0):.1f}" + (
+            f" · {losses}" if losses else "")
+        image = (f'<img alt="samples" '
+                 f'src="data:image/png;base64,{base64.b64encode(self.grid).decode()}">' if self.grid else "")
+        data["text/html"] = f"<div><b>{html(self.title)}</b><br>{html(line)}<br>{image}</div>"
+        data["text/plain"] = plain(f"{self.title}: {line}")
+        return bundle
+
+
+class TerminalImageLabView:
+    """A rich progress bar with the latest losses, in terminal IPython."""
+
+    def __init__(self):
+        from rich.progress import Progress as Bar
+
+        self.bar = Bar()
+        self.task = None
+
+    def update(self, progress, grid: bytes | None) -> None:
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("training", total=progress.total_steps or None)
+        losses = " ".join(f"{name} {points[-1][1]:.3f}" for name, points in progress.curves.items() if points)
+        self.bar.update(self.task, completed=progress.step, description=f"epoch {progress.epoch:.1f} {losses}")
+        if progress.status != "running":
+            self.bar.stop()
