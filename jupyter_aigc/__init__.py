@@ -129,18 +129,18 @@ def train_image(kind: str, name: str, data="digits", **options):
     named = isinstance(data, str)
     namespace = {**get_ipython().user_ns, "__aigc_train_image_data__": data}
     values = {**args, **options, "kind": kind, "name": name, "data": data if named else "__aigc_train_image_data__"}
-    return _run(lambda cancel: session.image_lab.run(Namespace(**values), namespace, cancel))
+    return _run(lambda cancel: session.image_lab.run(Namespace(**values), namespace, cancel), here=True)
 
 
-def _run(work):
+def _run(work, here: bool = False):
     """The Python API runs its work as the magics do: a ``Job`` that Kernel → Interrupt ends (what was done is
     kept: stored answers, the adapter as trained so far), with a user's mistake as one line, not a traceback."""
-    from .core.cancel import Job
+    from .core.cancel import Job, SteppedJob
     from .core.errors import AigcError
     from .magics import usage_error
 
     try:
-        return Job(work).run()
+        return (SteppedJob if here else Job)(work).run()
     except AigcError as error:
         raise usage_error(error) from None
 

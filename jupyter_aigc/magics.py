@@ -19,7 +19,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import magic_arguments
 
-from .core.cancel import Job
+from .core.cancel import Job, SteppedJob
 from .core.errors import AigcError
 from .core.template import interpolate
 from .options import declare, magic_names, parse_argstring
@@ -34,6 +34,7 @@ class Pending:
     """The work of a magic called from an awaited cell: the awaiting caller runs it."""
 
     work: Callable
+    here: bool = False  # a SteppedJob on the cell's own thread, not a Job in a thread of its own
 
 
 def usage_error(error: AigcError) -> UsageError:
@@ -60,18 +61,20 @@ class AigcMagics(Magics):
         super().__init__(shell)
         self.session = session
 
-    def _run(self, work: Callable):
-        """Run ``work(cancel)`` for a cell: awaited by ``run_async``, or waited for here."""
+    def _run(self, work: Callable, here: bool = False):
+        """Run ``work(cancel)`` for a cell: awaited by ``run_async``, or waited for here. ``here``: ``work`` is a
+        generator run on this thread between its steps (``SteppedJob``, for training)."""
         if _AWAITED.get():
-            return Pending(work)
+            return Pending(work, here)
+        job = SteppedJob(work) if here else Job(work)
         try:
             if frontend(self.shell) == "jupyter" and not kernel_serves_comms_while_awaiting(self.shell):
                 from jupyter_ui_poll import ui_events
 
                 with ui_events() as poll:
-                    Job(work).run(poll=lambda: poll(5))
+                    job.run(poll=lambda: poll(5))
             else:
-                Job(work).run()
+                job.run()
         except AigcError as error:
             raise usage_error(error) from None
 
@@ -87,7 +90,7 @@ class AigcMagics(Magics):
             _AWAITED.reset(token)
         if isinstance(pending, Pending):
             try:
-                await Job(pending.work).run_async()
+                await (SteppedJob if pending.here else Job)(pending.work).run_async()
             except AigcError as error:
                 raise usage_error(error) from None
 
@@ -383,9 +386,10 @@ class AigcMagics(Magics):
             a handwritten 7
         """
         args = self._parse(self.aigc_train_image, line)
-        return self._run(lambda cancel: self._train_image(args, cancel))
+        return self._run(lambda cancel: self._train_image(args, cancel), here=True)
 
-    def _train_image(self, args, cancel) -> None:
+    def _train_image(self, args, cancel):
+        """A generator: training yields between its steps (see ``SteppedJob``)."""
         from .views.widgets.image_lab_view import ImageLabView, TerminalImageLabView
 
         if frontend(self.shell) == "jupyter":
@@ -396,7 +400,7 @@ class AigcMagics(Magics):
             shown = display(view, display_id=True)
         else:
             view, shown = TerminalImageLabView(), None
-        result = self.session.image_lab.run(args, self.shell.user_ns, cancel, view)
+        result = yield from self.session.image_lab.run(args, self.shell.user_ns, cancel, view)
         if shown is not None:
             shown.update(view)  # the saved notebook's static copy: the last sample grid and losses
         if args.output:

@@ -3,7 +3,7 @@
 Each step returns its losses by name (the chart's curves). Between steps the loop reports progress, and now and
 then draws a grid of samples from fixed noise, so a class watches the images appear. Drawing takes at most about
 3% of the time. ``cancel`` (Stop, Kernel → Interrupt) ends the loop after the step under way: the model keeps
-the weights of the last finished step.
+the weights of the last finished step. The loop runs on the caller's thread (see ``core.cancel.SteppedJob``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import io
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from .lab_models import LabModel, make_train_scheduler
 
@@ -26,7 +26,7 @@ CURVE_POINTS = 200
 DEFAULTS = {  # per kind: epochs, batch size, learning rate (each measured on the digits, 2 CPU cores)
     "vae": {"epochs": 60, "batch_size": 64, "lr": 1e-3},
     "gan": {"epochs": 200, "batch_size": 64, "lr": 2e-4},
-    "diffusion": {"epochs": 20, "batch_size": 128, "lr": 2e-3},
+    "diffusion": {"epochs": 40, "batch_size": 128, "lr": 2e-3},
 }
 KL_WEIGHT = 0.3  # below 1 the VAE's samples keep more of the digits' variety (a β-VAE)
 CURVES = {"vae": ("reconstruction", "KL"), "gan": ("discriminator", "generator"), "diffusion": ("noise prediction",)}
@@ -182,8 +182,9 @@ class Preview:
 
 
 def train(model: LabModel, images, labels, settings: LabSettings, cancel: threading.Event, progress: LabProgress,
-          report: Callable[[LabProgress, bytes | None], None], device: str = "cpu") -> None:
-    """Train ``model`` on ``images`` ([n, h, w] in 0..1) and ``labels`` ([n] class indices), in place."""
+          report: Callable[[LabProgress, bytes | None], None], device: str = "cpu") -> Iterator[None]:
+    """Train ``model`` on ``images`` ([n, h, w] in 0..1) and ``labels`` ([n] class indices), in place: a generator
+    that yields after each step, so the caller's thread can serve Stop meanwhile (``core.cancel.SteppedJob``)."""
     import torch
 
     images, labels = images.to(device), labels.to(device)
@@ -231,6 +232,7 @@ def train(model: LabModel, images, labels, settings: LabSettings, cancel: thread
             if last or progress.step >= len(history["snapshots"]) * snapshot_every:
                 history["snapshots"].append([round(progress.epoch, 3), base64.b64encode(grid).decode()])
         report(progress, grid)
+        yield
     progress.status = "stopped" if progress.step < progress.total_steps else "done"
     progress.seconds_left = None
     for module in model.modules.values():

@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ..core.cache import Loaded, module_bytes, pick_device
 from ..core.config import cache_dir
@@ -125,7 +126,9 @@ class ImageLabTask:
                             "Pick another name, so -m keeps meaning what it meant.")
         return name
 
-    def run(self, args, namespace: dict, cancel: threading.Event, view=None) -> LabResult:
+    def run(self, args, namespace: dict, cancel: threading.Event, view=None) -> Iterator[None]:
+        """A generator (run it with ``core.cancel.SteppedJob``) that yields between training steps and returns
+        the ``LabResult``."""
         session = self.session
         kind = check_kind(args.kind)
         settings = check_settings(kind, args)
@@ -148,7 +151,7 @@ class ImageLabTask:
             with torch.random.fork_rng(devices=[]):  # seeded, and the notebook's own random state left alone
                 torch.manual_seed(settings.seed)
                 model = LabModel.new(info)
-                self._train(result, model, data, settings, cancel, report)
+                yield from self._train(result, model, data, settings, cancel, report)
         finally:
             session.end()
         progress = result.progress
@@ -169,7 +172,7 @@ class ImageLabTask:
         result.saved = True
         return result
 
-    def _train(self, result: LabResult, model: LabModel, data, settings, cancel, report) -> None:
+    def _train(self, result: LabResult, model: LabModel, data, settings, cancel, report) -> Iterator[None]:
         """Train with the model registered under its name first, held exclusively while it changes."""
         session, name = self.session, result.name
         engine = session.engines["image-lab"]
@@ -181,7 +184,7 @@ class ImageLabTask:
         self.models[name], self.results[name] = ref, result
         with session.cache.use(key, lambda: loaded, name=name, exclusive=True):
             try:
-                train(model, data.images, data.labels, settings, cancel, result.progress, report, device)
+                yield from train(model, data.images, data.labels, settings, cancel, result.progress, report, device)
             except Exception as exc:  # the name no longer means the half-made model
                 self.models.pop(name, None)
                 self.results.pop(name, None)
