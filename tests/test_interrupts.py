@@ -62,6 +62,8 @@ def cells(url: str, tiny, endless) -> dict[str, str]:
         "finetune()": f"r = jupyter_aigc.finetune('stress2', model='{tiny}', examples='Q: a?\\nA: b.', epochs=200)",
         "next token": f"%%aigc_next -m {tiny}\nThe capital of France is",
         "lens": f"%%aigc_lens -m {tiny}\nThe capital of France is",
+        "train image": "%aigc_train_image --kind diffusion --name stress-lab --epochs 100",
+        "train_image()": "r = jupyter_aigc.train_image('gan', 'stress-lab2', epochs=2000)",
     }
 
 

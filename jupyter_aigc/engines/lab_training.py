@@ -169,14 +169,17 @@ class Preview:
         pick = np.random.default_rng(0).permutation(len(images))[:100 * max(classes, 1)]
         self.real = spread(images[pick].cpu().numpy(), labels[pick].cpu().numpy(), classes)
 
-    def draw(self, model: LabModel) -> tuple[bytes, float]:
+    def draw(self, model: LabModel, cancel: threading.Event) -> tuple[bytes, float] | tuple[None, None]:
+        """The grid and the diversity; (None, None) when Stop came while drawing."""
         for module in model.modules.values():
             module.eval()
         try:
-            samples = model.sample(self.labels, self.noise, steps=PREVIEW_STEPS).cpu().numpy()
+            samples = model.sample(self.labels, self.noise, steps=PREVIEW_STEPS, cancel=cancel).cpu().numpy()
         finally:
             for module in model.modules.values():
                 module.train()
+        if cancel.is_set():
+            return None, None
         ratio = spread(samples, self.labels.cpu().numpy(), len(model.info.classes)) / (self.real or 1.0)
         return grid_png(samples, self.columns), ratio
 
@@ -207,6 +210,7 @@ def train(model: LabModel, images, labels, settings: LabSettings, cancel: thread
     started = time.monotonic()
     next_preview, snapshot_every = started, progress.total_steps / SNAPSHOTS
     order, position = torch.randperm(len(images), generator=generator).to(device), 0
+    yield  # set up: from here an interrupt ends training after a step, keeping what was learned
     while progress.step < progress.total_steps and not cancel.is_set():
         if position >= len(images):
             order, position = torch.randperm(len(images), generator=generator).to(device), 0
@@ -225,8 +229,10 @@ def train(model: LabModel, images, labels, settings: LabSettings, cancel: thread
         grid = None
         now = time.monotonic()
         last = progress.step == progress.total_steps
-        if now >= next_preview or last:
-            grid, progress.diversity = preview.draw(model)
+        if (now >= next_preview or last) and not cancel.is_set():
+            grid, diversity = preview.draw(model, cancel)
+        if grid is not None:
+            progress.diversity = diversity
             next_preview = time.monotonic() + max(1.0, PREVIEW_SHARE * (time.monotonic() - now))
             history["diversity"].append([round(progress.epoch, 3), round(progress.diversity, 4)])
             if last or progress.step >= len(history["snapshots"]) * snapshot_every:

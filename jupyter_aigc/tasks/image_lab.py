@@ -185,7 +185,7 @@ class ImageLabTask:
         with session.cache.use(key, lambda: loaded, name=name, exclusive=True):
             try:
                 yield from train(model, data.images, data.labels, settings, cancel, result.progress, report, device)
-            except Exception as exc:  # the name no longer means the half-made model
+            except BaseException as exc:  # failed or interrupted while setting up: the name no longer means it
                 self.models.pop(name, None)
                 self.results.pop(name, None)
                 session.cache.evict(key)
