@@ -21,8 +21,8 @@ def next_token_view(prompt: str, model: str | None = None, chat: bool = False):
     return NextTokenView(NextToken(_session(), prompt, model, chat))
 
 
-def attention_steps(text: str, layer: int, head: int, query: int = -1, model: str | None = None):
-    """One head, one query token, worked through: ``.q``, ``.k``, ``.scores``, ``.weights``, ``.v``, ``.output``."""
+def attention_steps(text: str, layer: int, head: int, query: int | str = -1, model: str | None = None):
+    """One head, one query token (a position, or a word of the text such as "it"), worked through: ``.q``, ``.k``, ``.scores``, ``.weights``, ``.v``, ``.output``."""
     from .tasks.steps import attention_steps as compute
     from .views.widgets.teaching import AttentionStepsView
 

@@ -95,6 +95,10 @@ def test_attention_steps_equal_the_models_own_probabilities_and_head_output(shel
     early = jupyter_aigc.attention_steps(STORY, layer, head, query=3)
     assert early.weights[4:].sum() == 0 and early.mask.tolist() == [True] * 4 + [False] * (n - 4)
     np.testing.assert_allclose(early.weights, out.attentions[layer][0, head, 3].numpy(), atol=1e-5)
+    tokens = [tokenizer.decode([i]).strip() for i in ids[0].tolist()]
+    word = next(t for t in tokens[2:] if t.isalpha())
+    named = jupyter_aigc.attention_steps(STORY, layer, head, query=word)
+    assert named.steps.query == tokens.index(word), "--query takes a word of the text: its first token"
 
 
 def test_sinusoidal_matrix_follows_the_formula_and_rotary_depends_on_the_offset_only(shell):
@@ -134,6 +138,7 @@ def test_logit_lens_last_layer_is_the_models_prediction(shell, reference):
     ("%%aigc_attention --steps --layer 30\nhi there", "Layer 30 is out of range: SmolLM2-135M-Instruct has 30 layers"),
     ("%%aigc_attention --steps --head 9\nhi there", "Head 9 is out of range"),
     ("%%aigc_attention --steps --query 40\nhi there", "Query 40 is out of range: the text is"),
+    ("%%aigc_attention --steps --query cat\nhi there", "No token of the text is 'cat'. Give a position (0 to"),
     ("%%aigc_next -m openai:gpt-4o-mini\nhi", "gives no next-token scores"),
     ("%%aigc_next\n", "the cell body is empty"),
     ("%%aigc_lens\n   ", "There is no text to look at"),

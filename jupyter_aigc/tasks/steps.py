@@ -75,7 +75,24 @@ class AttentionSteps:
         return self.weights @ self.V.astype(np.float64)
 
 
-def attention_steps(session, text: str, layer: int, head: int, query: int = -1, model=None) -> AttentionSteps:
+def query_position(query: int | str, tokens: list[str]) -> int:
+    """The query token's position: a position (negative counts from the end) or a word of the text (its first
+    token spelled so, ignoring case and spaces)."""
+    n = len(tokens)
+    text = str(query).strip()
+    if text.lstrip("-").isdigit():
+        position = int(text)
+        if not -n <= position < n:
+            raise AigcError(f"Query {position} is out of range: the text is {n} tokens.", f"Use 0 to {n - 1}, or -1.")
+        return position
+    spelled = [t.strip().lower() for t in tokens]
+    if text.lower() in spelled:
+        return spelled.index(text.lower())
+    shown = ", ".join(repr(t) for t in tokens[:30]) + (", …" if n > 30 else "")
+    raise AigcError(f"No token of the text is '{text}'.", f"Give a position (0 to {n - 1}) or one of: {shown}.")
+
+
+def attention_steps(session, text: str, layer: int, head: int, query: int | str = -1, model=None) -> AttentionSteps:
     import torch
 
     if not text.strip():
@@ -95,8 +112,7 @@ def attention_steps(session, text: str, layer: int, head: int, query: int = -1, 
         attn = attention_module(network, layer)
         ids = tokenizer(text, return_tensors="pt")["input_ids"].to(network.device)
         n = ids.shape[-1]
-        if not -n <= query < n:
-            raise AigcError(f"Query {query} is out of range: the text is {n} tokens.", f"Use 0 to {n - 1}, or -1.")
+        query = query_position(query, [tokenizer.decode([i]) for i in ids[0].tolist()])
         held = module_bytes(network)  # an eager pass, and the chosen head's n×n map kept
         refuse_over_budget("The attention steps", n, lambda m: held + forward_bytes(config, m, eager=True) + 4 * m * m,
                            budget_of(session), f" (an eager pass: {heads} heads × {n}² per layer)")
