@@ -544,6 +544,33 @@ def test_regenerate_refuses_controls_out_of_range(kernel, server):
 
 
 @pytest.mark.slow
+def test_a_shared_control_moved_retitles_every_column(kernel, server):
+    """A --temperature 0,1.0 comparison titles its columns by temperature; after the shared slider moves to 0.5
+    every column is asked again at 0.5, and the titles say so (they kept "0.0" and "1.0")."""
+    reply, messages = execute(kernel, f"%%gpt -m ok --base-url {server.url} --temperature 0,1.0 --new\nhi")
+    assert reply["status"] == "ok"
+    (comm_id,) = gpt_view_comms(messages)
+    first = [m for m in messages if m["msg_type"] == "comm_msg" and m["content"].get("comm_id") == comm_id
+             and (m["content"]["data"].get("state") or {}).get("columns")]
+    assert [c["title"] for c in first[-1]["content"]["data"]["state"]["columns"]] == [
+        "temperature 0.0", "temperature 1.0"]
+
+    def retitled(msg: dict) -> bool:
+        content = msg["content"]
+        columns = (content.get("data", {}).get("state") or {}).get("columns") or []
+        return (msg["msg_type"] == "comm_msg" and content.get("comm_id") == comm_id and len(columns) == 2
+                and all(c.get("title") == "temperature 0.5" for c in columns))
+
+    before = len(posts(server, "ok"))
+    send_regenerate(kernel, comm_id, {"temperature": 0.5, "top_p": 1, "max_tokens": 5, "seed": None})
+    wait_for_iopub(kernel, retitled)
+    deadline = time.time() + 30
+    while len(posts(server, "ok")) < before + 2 and time.time() < deadline:
+        time.sleep(0.1)
+    assert [p["body"]["temperature"] for p in posts(server, "ok")[before:]] == [0.5, 0.5]
+
+
+@pytest.mark.slow
 def test_regenerate_answers_whatever_it_is_sent_and_stays_usable(kernel, server):
     """A regenerate message whose controls are not even a dict used to raise inside the handler and keep its
     lock: the widget waited forever and ignored every later click. It answers with a message now, and the next

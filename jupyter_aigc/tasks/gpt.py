@@ -84,12 +84,24 @@ def sampling_grid(session, args, namespace: dict) -> list[Variant]:
             top_p=config.top_p if top_p is None else top_p,
             seed=seed, stop=stop, n=n, raw=raw, logprobs=logprobs, schema=schema,
         )
-        title = [ref.name] if len(models) > 1 else []
-        title += [f"temperature {temperature}"] if len(temperatures) > 1 else []
-        title += [f"top-p {top_p}"] if len(top_ps) > 1 else []
-        title += [f"seed {seed}"] if len(seeds) > 1 else []
-        variants.append(Variant(ref, request, " · ".join(title)))
-    return variants
+        variants.append(Variant(ref, request))
+    compared = {key for key, values in (("temperature", temperatures), ("top_p", top_ps), ("seed", seeds))
+                if len(values) > 1}
+    return titled(variants, len(models) > 1, compared)
+
+
+SETTING_TITLES = (("temperature", "temperature {}"), ("top_p", "top-p {}"), ("seed", "seed {}"))
+
+
+def titled(variants: list[Variant], models: bool, compared: set) -> list[Variant]:
+    """Each column titled with what is compared (the model when several, then the ``compared`` settings), from
+    the values it actually uses: a shared control moved later shows its new value in every column."""
+    def title(variant: Variant) -> str:
+        parts = [variant.ref.name] if models else []
+        parts += [label.format(getattr(variant.request, key)) for key, label in SETTING_TITLES if key in compared]
+        return " · ".join(parts)
+
+    return [replace(v, title=title(v)) for v in variants]
 
 
 class GptTask:
@@ -158,7 +170,9 @@ class GptTask:
             if key not in shown or value == shown[key] or (value is None and key != "seed"):
                 continue
             overrides[key] = None if value is None else check(key, value)
-        return [replace(v, request=replace(v.request, **overrides)) for v in variants]
+        rerun = [replace(v, request=replace(v.request, **overrides)) for v in variants]
+        compared = {key for key, _ in SETTING_TITLES if len({getattr(v.request, key) for v in variants}) > 1}
+        return titled(rerun, len({v.ref.name for v in variants}) > 1, compared)
 
     def run_cell(self, args, prompt: str, cell_key: str, namespace: dict, cancel: threading.Event,
                  make_view: Callable, store: Callable[[str, object], None]) -> tuple[list[Variant], list[Response]]:
