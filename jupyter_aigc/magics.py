@@ -207,7 +207,7 @@ class AigcMagics(Magics):
         """The next-token explorer: the model's probabilities for the token after the cell text.
 
         Sliders for temperature, top-k and top-p reshape the distribution in the browser; Greedy, Sample or
-        a click on a bar adds a token, and the path of chosen tokens grows. Example::
+        a double click on a bar adds a token, and the path of chosen tokens grows. Example::
 
             %%aigc_next
             The capital of France is

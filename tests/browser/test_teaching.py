@@ -137,10 +137,14 @@ def test_teaching_views(page, lab, lab_root):
     assert len(comms) == sent, f"moving the sliders sent {len(comms) - sent} comm messages: {comms.frames[sent:]}"
     shot(page, "teach-next-token", cell(page, 1))
 
-    # a click on the second bar adds that token: the kernel scores the next one
+    # a single (stray) click only marks a bar; a double click on the second bar adds that token
     second = before[1]
     second_text = nxt.locator(".aigc-next-bar[data-token-id]").nth(1).locator(".aigc-next-token").text_content()
     nxt.locator(".aigc-next-bar[data-token-id]").nth(1).click()
+    page.wait_for_timeout(500)
+    assert len(comms) == sent and nxt.locator(".aigc-next-added").count() == 0, "one click changed the text"
+    assert nxt.locator(".aigc-next-bar.aigc-next-marked").count() == 1
+    nxt.locator(".aigc-next-bar[data-token-id]").nth(1).dblclick()
     added = nxt.locator(".aigc-next-added")
     added.first.wait_for(timeout=120000)
     assert added.count() == 1

@@ -56,7 +56,7 @@ class NextTokenView(TeachingWidget):
     """The next-token explorer: the whole vocabulary's raw scores, reshaped live by temperature/top-k/top-p.
 
     ``logits`` is the raw score of every token (numpy); ``distribution(temperature, top_k, top_p)`` applies
-    the transforms in transformers' order. Greedy, Sample and a click on a bar append a token.
+    the transforms in transformers' order. Greedy, Sample and a double click on a bar append a token (one click only marks it).
     """
 
     _esm = esm("next_token.js")

@@ -165,7 +165,7 @@ function render({ model, el: root }) {
       row.dataset.rank = String(rank);
       if (p === 0) row.classList.add("aigc-next-cut");
       row.title = `${JSON.stringify(token.text)}: rank ${rank}, logit ${fmt(token.logit, 4)}, ` +
-        (p === 0 ? "cut (probability 0)" : `probability ${pct(p)}`) + " — click to add it";
+        (p === 0 ? "cut (probability 0)" : `probability ${pct(p)}`) + " — double-click to add it";
       const label = el("span", "aigc-next-token", visible(token.text));
       const track = el("span", "aigc-next-track");
       const fill = el("span", "aigc-next-fill");
@@ -260,7 +260,7 @@ function render({ model, el: root }) {
         if (i < path.length - 1) chosen.append(el("span", "aigc-next-sep", " → "));
       });
     } else {
-      chosen.append(el("span", "aigc-next-chosen-label", "no token added yet: Greedy, Sample or click a bar"));
+      chosen.append(el("span", "aigc-next-chosen-label", "no token added yet: Greedy, Sample or double-click a bar"));
     }
     drawBusy();
   }
@@ -310,8 +310,15 @@ function render({ model, el: root }) {
   });
   on(undo, "click", () => command("undo"));
   on(reset, "click", () => command("reset"));
+  // one click only marks a bar (a stray click must not change the text); a double click adds its token
+  const barOf = (event) => (event.target instanceof Element ? event.target.closest(".aigc-next-bar[data-token-id]") : null);
   on(bars, "click", (event) => {
-    const row = event.target instanceof Element ? event.target.closest(".aigc-next-bar[data-token-id]") : null;
+    const row = barOf(event);
+    for (const marked of bars.querySelectorAll(".aigc-next-marked")) marked.classList.remove("aigc-next-marked");
+    if (row) row.classList.add("aigc-next-marked");
+  });
+  on(bars, "dblclick", (event) => {
+    const row = barOf(event);
     if (row) append(Number(row.dataset.rank), "click");
   });
 
