@@ -37,7 +37,7 @@ function drawChart(canvas, progress) {
   const ink = css("--jp-ui-font-color2", "#666");
   ctx.strokeStyle = css("--jp-border-color2", "#ddd");
   ctx.fillStyle = ink;
-  ctx.font = "10px sans-serif";
+  ctx.font = `${Math.round(0.85 * (parseFloat(getComputedStyle(canvas).fontSize) || 12))}px sans-serif`;
   for (let i = 0; i <= 4; i++) {
     const value = (top * i) / 4;
     ctx.beginPath();

@@ -127,7 +127,7 @@ function render({ model, el: root }) {
   const bars = el("div", "aigc-next-bars");
   const rule = el("div", "aigc-next-rule",
     "probabilities = softmax(logits ÷ temperature) over the tokens top-k and top-p keep (in that order); " +
-    "grey tokens are cut. Click a bar to add that token.");
+    "grey tokens are cut. Double-click a bar to add that token.");
   const error = el("div", "aigc-next-error");
   const busyNote = el("span", "aigc-next-busy-note", "computing…");
   head.append(busyNote);
