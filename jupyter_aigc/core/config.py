@@ -75,8 +75,9 @@ class AigcConfig(Configurable):
     widget = Bool(True, help="Render %%gpt output as a widget in Jupyter (False: sanitised HTML).").tag(config=True)
     threads = Int(
         0, min=0, max=1024,
-        help="CPU threads for each llama.cpp model in this kernel. 0 (automatic): the cores are shared among the "
-        "llama.cpp kernels answering on this machine, and cores other programs keep busy are left to them.",
+        help="CPU threads for each llama.cpp model in this kernel, and for the image lab's training. 0 (automatic): "
+        "the cores are shared among the llama.cpp kernels answering on this machine, and cores other programs keep "
+        "busy are left to them.",
     ).tag(config=True)
 
     @validate("device")

@@ -12,7 +12,7 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -131,7 +131,7 @@ class ImageLabTask:
         the ``LabResult``."""
         session = self.session
         kind = check_kind(args.kind)
-        settings = check_settings(kind, args)
+        settings = replace(check_settings(kind, args), threads=session.config.threads)
         name = self.check_name(args.name)
         conditional = True if args.conditional else (False if args.unconditional else None)
         data = load_lab_data(args.data or "digits", namespace, conditional)

@@ -19,23 +19,23 @@ def test_the_grid_changes_while_training_and_stop_keeps_a_model(page, lab, lab_r
     ])
     open_notebook(page, lab, name)
     run_all(page)
-    view = page.locator(".aigc-lab")
+    view = page.locator(".aigc-train")
     view.wait_for(timeout=300000)
     page.wait_for_function("el => Number(el.dataset.grids || 0) >= 2", arg=view.element_handle(), timeout=300000)
-    first = view.locator(".aigc-lab-samples img").get_attribute("src")
+    first = view.locator(".aigc-train-samples img").get_attribute("src")
     grids = int(view.get_attribute("data-grids"))
     page.wait_for_function(f"el => Number(el.dataset.grids) > {grids + 1}", arg=view.element_handle(), timeout=300000)
-    assert view.locator(".aigc-lab-samples img").get_attribute("src") != first, "the grid was redrawn"
-    charts = view.locator("canvas.aigc-lab-chart")
+    assert view.locator(".aigc-train-samples img").get_attribute("src") != first, "the grid was redrawn"
+    charts = view.locator("canvas.aigc-train-chart")
     assert charts.count() == 2 and {charts.nth(i).get_attribute("data-curve") for i in range(2)} == {
         "discriminator", "generator"}
     page.wait_for_function("c => Number(c.dataset.points || 0) >= 2", arg=charts.first.element_handle(),
                            timeout=300000)
-    state = view.locator(".aigc-lab-state").inner_text()
+    state = view.locator(".aigc-train-state").inner_text()
     assert "epoch" in state and "images/s" in state and "left" in state, state
-    assert "one column per class (0, 1, 2" in view.locator(".aigc-lab-caption").inner_text()
+    assert "one column per class (0, 1, 2" in view.locator(".aigc-train-caption").inner_text()
     shot(page, "image-lab-training", view)
-    view.locator(".aigc-lab-stop").click()
+    view.locator(".aigc-train-stop").click()
     page.wait_for_function("el => el.dataset.status === 'stopped'", arg=view.element_handle(), timeout=300000)
     wait_idle(page)
     status = page.locator(".jp-OutputArea-output", has_text="STATUS").inner_text()

@@ -58,27 +58,27 @@ function drawCurve(canvas, name, points, total, colour) {
 }
 
 function render({ model, el: root }) {
-  root.classList.add("aigc-lab");
-  const title = el("div", "aigc-lab-title");
-  const bar = el("div", "aigc-lab-bar");
-  const meter = el("div", "aigc-lab-progress");
+  root.classList.add("aigc-train");
+  const title = el("div", "aigc-train-title");
+  const bar = el("div", "aigc-train-bar");
+  const meter = el("div", "aigc-train-progress");
   const fill = el("div");
   meter.append(fill);
-  const state = el("span", "aigc-lab-state");
-  const stop = el("button", "aigc-lab-stop", "■ Stop");
+  const state = el("span", "aigc-train-state");
+  const stop = el("button", "aigc-train-stop", "■ Stop");
   stop.addEventListener("click", () => {
     model.send({ type: "stop" });
     stop.disabled = true;
     state.textContent = "stopping after this step…";
   });
   bar.append(meter, state, stop);
-  const charts = el("div", "aigc-lab-charts");
-  const samples = el("div", "aigc-lab-samples");
+  const charts = el("div", "aigc-train-charts");
+  const samples = el("div", "aigc-train-samples");
   const image = el("img");
   image.alt = "samples from fixed noise";
-  const caption = el("div", "aigc-lab-caption");
+  const caption = el("div", "aigc-train-caption");
   samples.append(image, caption);
-  const body = el("div", "aigc-lab-body");
+  const body = el("div", "aigc-train-body");
   body.append(charts, samples);
   root.append(title, bar, body);
   const canvases = {};
@@ -89,7 +89,7 @@ function render({ model, el: root }) {
     const progress = model.get("progress") || {};
     Object.entries(progress.curves || {}).forEach(([name, points], i) => {
       if (!canvases[name]) {
-        canvases[name] = el("canvas", "aigc-lab-chart");
+        canvases[name] = el("canvas", "aigc-train-chart");
         canvases[name].dataset.curve = name;
         charts.append(canvases[name]);
       }
@@ -114,7 +114,8 @@ function render({ model, el: root }) {
     const total = progress.total_steps || 0;
     fill.style.width = total ? `${(100 * (progress.step || 0)) / total}%` : "0%";
     const parts = [`epoch ${(progress.epoch || 0).toFixed(1)}`, `step ${progress.step || 0} / ${total}`];
-    if (progress.samples_per_second) parts.push(`${progress.samples_per_second.toFixed(0)} images/s`);
+    if (progress.samples_per_second) parts.push(`${progress.samples_per_second.toFixed(0)} images/s` +
+      (progress.threads ? ` on ${progress.threads} thread${progress.threads > 1 ? "s" : ""}` : ""));
     if (progress.diversity !== null && progress.diversity !== undefined) parts.push(`diversity ${progress.diversity.toFixed(2)} of the real images'`);
     const running = progress.status === "running";
     if (running && progress.seconds_left) parts.push(left(progress.seconds_left));
@@ -122,7 +123,7 @@ function render({ model, el: root }) {
     if (!stop.disabled || !running) state.textContent = parts.join(" · ");
     stop.disabled = !running;
     root.dataset.status = progress.status || "";
-    root.classList.toggle("aigc-lab-status-stopped", progress.status === "stopped");
+    root.classList.toggle("aigc-train-status-stopped", progress.status === "stopped");
     const classes = (progress.classes || []).join(", ");
     caption.textContent = classes ? `samples from fixed noise: one column per class (${classes}), redrawn as it learns`
       : "samples from fixed noise, redrawn as it learns";
