@@ -2,8 +2,6 @@
 forward pass; option ranges are checked before anything is allocated; the logit lens keeps only what it shows."""
 
 import os
-import subprocess
-import sys
 import time
 import tracemalloc
 
@@ -196,7 +194,6 @@ def test_default_model_views_over_a_small_budget_are_refused_at_once(shell, caps
 
 
 LENS_PEAK = """
-import sys
 from IPython.core.interactiveshell import InteractiveShell
 ip = InteractiveShell.instance(); ip.run_line_magic("load_ext", "jupyter_aigc")
 import jupyter_aigc
