@@ -353,12 +353,14 @@ class AigcMagics(Magics):
 
             view = FinetuneView(title=f"Fine-tuning {args.name or ''} on {args.model or self.session.config.default_model}")
             view.on_stop = cancel.set
-            display(view)
+            shown = display(view, display_id=True)
         else:
             from .views.widgets.finetune_view import TerminalFinetuneView
 
-            view = TerminalFinetuneView()
+            view, shown = TerminalFinetuneView(), None
         result = self.session.finetune.run(args, cell, self.shell.user_ns, cancel, view)
+        if shown is not None:
+            shown.update(view)  # the saved notebook's static copy: the final losses and chart
         if args.output:
             self._store(args.output, result)
         losses = result.progress.losses

@@ -34,6 +34,10 @@ def answer_outputs(notebook) -> list[str]:
             for o in c.get("outputs", []) if "aigc-fallback" in o.get("data", {}).get("text/html", "")]
 
 
+# the pictures a training view leaves in the saved notebook, for nbconvert and a reopened notebook with no kernel
+STATIC_COPIES = {"06_finetune": ['alt="loss chart"'], "09_image_lab": ['alt="loss curves"', 'alt="samples from fixed noise"']}
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_without_errors(path):
     notebook = execute(path)
@@ -42,6 +46,9 @@ def test_example_runs_without_errors(path):
             assert output.get("output_type") != "error", f"{path.name}: {output.get('evalue')}"
             if output.get("name") == "stderr":
                 assert "UsageError" not in output["text"], output["text"]
+    saved = " ".join(o.get("data", {}).get("text/html", "") for c in notebook.cells for o in c.get("outputs", []))
+    for picture in STATIC_COPIES.get(path.stem, []):
+        assert picture in saved, f"{path.name}: no static copy {picture}"
 
 
 def test_quickstart_answers_and_reads_back_without_a_kernel():

@@ -33,6 +33,23 @@ class FinetuneView(anywidget.AnyWidget):
         if isinstance(content, dict) and content.get("type") == "stop" and self.on_stop:
             self.on_stop()
 
+    def _repr_mimebundle_(self, **kwargs):
+        """A static copy for saved notebooks and nbconvert: the status line and the loss chart as a PNG."""
+        from ..outside import html, plain
+        from .charts import curves_png, png_img
+
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        progress = self.progress or {}
+        losses = progress.get("losses") or []
+        line = f"{progress.get('status', 'starting')} · step {progress.get('step', 0)} of " \
+               f"{progress.get('total_steps', 0)}" + (f" · loss {losses[-1][1]:.4f}" if losses else "")
+        curves = {"train loss": losses, "eval loss": progress.get("eval_losses") or []}
+        chart = png_img(curves_png(curves, progress.get("total_steps") or 0), "loss chart") if losses else ""
+        data["text/html"] = f"<div><b>{html(self.title)}</b><br>{html(line)}<br>{chart}</div>"
+        data["text/plain"] = plain(f"{self.title}: {line}")
+        return bundle
+
     def update(self, progress) -> None:
         now = time.monotonic()
         with self._lock:

@@ -3,7 +3,6 @@ model learns, progress with the time left, and Stop (the model is kept as traine
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from dataclasses import asdict
@@ -14,6 +13,7 @@ import anywidget
 from traitlets import Bytes, Dict, Unicode
 
 from ..outside import html, plain
+from .charts import curves_png, png_img
 
 STATIC = Path(__file__).parent / "static"
 PUSH_INTERVAL = 0.2
@@ -58,9 +58,10 @@ class ImageLabView(anywidget.AnyWidget):
                            if points)
         line = f"{progress.get('status', 'starting')} · epoch {progress.get('epoch', 0):.1f}" + (
             f" · {losses}" if losses else "")
-        image = (f'<img alt="samples" '
-                 f'src="data:image/png;base64,{base64.b64encode(self.grid).decode()}">' if self.grid else "")
-        data["text/html"] = f"<div><b>{html(self.title)}</b><br>{html(line)}<br>{image}</div>"
+        curves = progress.get("curves") or {}
+        chart = png_img(curves_png(curves, progress.get("total_steps") or 0, shared=False), "loss curves") if losses else ""
+        image = png_img(self.grid, "samples from fixed noise") if self.grid else ""
+        data["text/html"] = f"<div><b>{html(self.title)}</b><br>{html(line)}<br>{chart}{image}</div>"
         data["text/plain"] = plain(f"{self.title}: {line}")
         return bundle
 
