@@ -194,6 +194,7 @@ def test_default_model_views_over_a_small_budget_are_refused_at_once(shell, caps
 
 
 LENS_PEAK = """
+import sys
 from IPython.core.interactiveshell import InteractiveShell
 ip = InteractiveShell.instance(); ip.run_line_magic("load_ext", "jupyter_aigc")
 import jupyter_aigc
