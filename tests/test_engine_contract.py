@@ -314,6 +314,25 @@ def test_runner_column_i_is_the_answer_of_seed_plus_i(target, request):
     assert together == alone
 
 
+@pytest.mark.slow
+def test_seeded_columns_that_wait_their_turn_say_so_apart_from_the_first_token(engines):
+    """Seeded answers run alone on the llama.cpp engine, one after another: the queue is not 'first token'."""
+    from jupyter_aigc.views.text import footer
+
+    _, registry = engines
+    ref = resolve("SmolLM2-135M-Instruct", {}, engine="llama.cpp")
+    responses = TextRunner(registry).run([Variant(ref, ask(STORY, n=3, seed=5, temperature=1, max_tokens=32))],
+                                         RecordingView(), threading.Event())
+    first, *later = sorted(responses, key=lambda r: r.queued)
+    assert first.queued < 0.05 and "queued" not in footer(first)
+    previous = first
+    for response in later:
+        assert response.queued >= previous.elapsed - 0.1, "it waited for the one before it to finish"
+        assert response.ttft < response.queued and response.ttft < first.elapsed
+        assert f"queued {response.queued:.1f} s · first token {response.ttft:.2f} s" in footer(response)
+        previous = response
+
+
 def test_magic_gives_the_same_greedy_answer_as_the_engine(target, shell):
     prompt = "Say hello and introduce yourself."
     result = run_gpt(shell, f"{target.model_option} --temperature 0 --max-tokens 24 -o answer --new", prompt)

@@ -71,8 +71,9 @@ class Response:
     engine: str
     params: dict
     usage: dict = field(default_factory=dict)
-    ttft: float | None = None
-    elapsed: float = 0.0
+    ttft: float | None = None   # seconds from the request's start (after any queue) to its first token
+    elapsed: float = 0.0        # seconds from the cell's start to the end, the queue included
+    queued: float = 0.0         # seconds waiting for a free slot of the engine before the request started
     finish_reason: str = "stop"
     tokens: list[TokenInfo] = field(default_factory=list)
     error: str | None = None
@@ -81,7 +82,7 @@ class Response:
     @property
     def tokens_per_second(self) -> float | None:
         out = self.usage.get("completion_tokens")
-        gen_time = self.elapsed - (self.ttft or 0.0)
+        gen_time = self.elapsed - self.queued - (self.ttft or 0.0)
         if not out or gen_time <= 0:
             return None
         return out / gen_time

@@ -351,7 +351,8 @@ def response_from(stored) -> Response | None:
     except TypeError:
         return None
     shapes = [(response.text, str), (response.model, str), (response.engine, str), (response.params, dict),
-              (response.usage, dict), (response.elapsed, (int, float)), (response.ttft, (int, float, type(None)))]
+              (response.usage, dict), (response.elapsed, (int, float)), (response.ttft, (int, float, type(None))),
+              (response.queued, (int, float))]
     good = all(isinstance(value, kind) for value, kind in shapes)
     return response if good and response.finish_reason in STORED and response.error is None else None
 

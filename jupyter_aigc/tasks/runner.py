@@ -21,6 +21,7 @@ from ..core.types import Chunk, Request, Response
 UPDATE_INTERVAL = 0.05  # the view redraws at most 20 times a second
 SETTLE = 0.8  # after Stop, how long the runner waits for engines to hand in their last chunks
 _DONE = object()
+_STARTED = object()  # a completion got its slot: the time before it was spent in the queue
 FINISH_REASONS = ("stop", "length", "stopped", "incomplete", "error")  # the ones this package knows
 
 
@@ -138,7 +139,9 @@ class TextRunner:
             except queue.Empty:
                 view.flush()
                 continue
-            if item is _DONE:
+            if item is _STARTED:
+                responses[column].queued = time.perf_counter() - start
+            elif item is _DONE:
                 active -= 1
                 self._ended(responses[column], cancel, time.perf_counter() - start, counted[column],
                             jobs[column].request.max_tokens)
@@ -159,6 +162,7 @@ class TextRunner:
             taken = slots.size if alone else 1
             if not slots.acquire(taken, cancel):
                 return
+            events.put((job.column, _STARTED))
             try:
                 if not cancel.is_set():
                     for chunk in engine.stream(job.request, ref, cancel, key_env):
@@ -190,7 +194,7 @@ class TextRunner:
             return
         chunk: Chunk = item
         if chunk.text and response.ttft is None:
-            response.ttft = now
+            response.ttft = now - response.queued
         if chunk.text or chunk.tokens:
             response.text += chunk.text
             response.tokens.extend(chunk.tokens)

@@ -31,7 +31,10 @@ class Column:
 
 
 def footer(response: Response) -> str:
-    """'model · backend · 12 in → 40 out · first token 0.21 s · 13.2 tok/s · $0.0001 · stopped'."""
+    """'model · backend · 12 in → 40 out · queued 3.1 s · first token 0.21 s · 13.2 tok/s · $0.0001 · stopped'.
+
+    The time waiting for a free slot (a seeded comparison runs its columns one at a time) is not counted
+    in the time to the first token."""
     parts = [response.model, response.engine]
     usage = response.usage
     if usage:
@@ -41,6 +44,8 @@ def footer(response: Response) -> str:
                    if usage.get("ignored_max_tokens") else "")
         parts.append(f"{usage.get('prompt_tokens', '?')} in → {usage.get('completion_tokens', '?')} out"
                      f"{shared}{counted}{ignored}")
+    if response.queued >= 0.05:
+        parts.append(f"queued {response.queued:.1f} s")
     if response.ttft is not None:
         parts.append(f"first token {response.ttft:.2f} s")
     if response.tokens_per_second:
