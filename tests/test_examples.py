@@ -46,6 +46,8 @@ def test_example_runs_without_errors(path):
             assert output.get("output_type") != "error", f"{path.name}: {output.get('evalue')}"
             if output.get("name") == "stderr":
                 assert "UsageError" not in output["text"], output["text"]
+                assert not any(word in output["text"] for word in ("Warning", "warning", "[transformers]")), (
+                    f"{path.name}: a library's warning shows in the notebook: {output['text'][:300]}")
     saved = " ".join(o.get("data", {}).get("text/html", "") for c in notebook.cells for o in c.get("outputs", []))
     for picture in STATIC_COPIES.get(path.stem, []):
         assert picture in saved, f"{path.name}: no static copy {picture}"
