@@ -45,6 +45,8 @@ def unload_ipython_extension(ipython) -> None:
 
 from .teaching import (attention_steps, denoising_view, gan_diversity, latent_map, logit_lens,  # noqa: E402,F401
                        next_token_view, positional_encoding)
+from .teaching import generation_trace  # noqa: E402,F401
+from .teaching import tokens_view, train_tokenizer  # noqa: E402,F401
 
 
 def get_session():
@@ -57,12 +59,20 @@ def get_session():
     return shell._jupyter_aigc_session
 
 
-def attention_view(text: str, model: str | None = None, layers: str | None = None, heads: str | None = None):
-    """An AttentionView of ``text`` (e.g. ``attention_view("The cat sat", layers="0-3")``); needs %load_ext."""
+def attention_view(text: str, model: str | None = None, layers: str | None = None, heads: str | None = None,
+                   caption: bool | str = True, answer: str | None = None):
+    """An AttentionView of ``text`` (e.g. ``attention_view("The cat sat", layers="0-3")``); needs %load_ext.
+    ``answer``: a continuation a model generated, appended to ``text`` and marked in the view (the Answer
+    button shows the attention each of its tokens paid). ``.save("x.png")`` / ``.save("x.svg")`` saves it;
+    ``caption=False`` hides its caption."""
     from IPython import get_ipython
 
+    from .teaching import captioned
+
     get_session()
-    return get_ipython()._jupyter_aigc_magics._attention_view(text, model, layers, heads)
+    span = None if answer is None else (len(text), len(text) + len(answer))
+    view = get_ipython()._jupyter_aigc_magics._attention_view(text + (answer or ""), model, layers, heads, span)
+    return captioned(view, caption)
 
 
 def evaluate(template: str, data, reference: str | None = None, metrics: str | None = None, **options):

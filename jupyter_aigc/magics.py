@@ -156,21 +156,32 @@ class AigcMagics(Magics):
             from .tasks.attention import conversation_text
 
             ref, request = variants[0].ref, variants[0].request
-            display(self._attention_view(conversation_text(self.session, ref, request, responses[0].text), ref))
+            from .views.waiting import Waiting
 
-    def _teaching(self, make, output: str | None) -> None:
+            with Waiting("Computing the attention of the prompt and the answer", shown=frontend(self.shell) == "jupyter"):
+                text, answer = conversation_text(self.session, ref, request, responses[0].text)
+                view = self._attention_view(text, ref, answer=answer)
+            display(view)
+
+    def _teaching(self, make, output: str | None, caption: str = "on") -> None:
         from IPython.display import display
 
-        view = make()
+        from .views.waiting import Waiting
+
+        with Waiting("Computing the view (the first one in a kernel loads the model)",
+                     shown=frontend(self.shell) == "jupyter"):
+            view = make()
+        if caption == "off":
+            view.caption = ""
         if output:
             self._store(output, view)
         display(view)
 
-    def _attention_view(self, text: str, model, layers=None, heads=None):
+    def _attention_view(self, text: str, model, layers=None, heads=None, answer=None):
         from .tasks.attention import attention_maps
         from .views.widgets.attention_view import AttentionView
 
-        maps = attention_maps(self.session, text, model, layers, heads)  # ranges checked before the forward pass
+        maps = attention_maps(self.session, text, model, layers, heads, answer)  # ranges checked before the pass
         if maps.dropped:
             say(f"The text is {len(maps.tokens) + maps.dropped} tokens; the view shows the first "
                 f"{len(maps.tokens)} (the model's context).", file=sys.stderr)
@@ -197,7 +208,7 @@ class AigcMagics(Magics):
             make = lambda: teaching.attention_steps(text(), args.layer, args.head, args.query, args.model)  # noqa: E731
         else:
             make = lambda: self._attention_view(text(), args.model, args.layers, args.heads)  # noqa: E731
-        return self._run(lambda cancel: self._teaching(make, args.output))
+        return self._run(lambda cancel: self._teaching(make, args.output, args.caption))
 
     @magic_arguments()
     @declare("aigc_next")
@@ -209,14 +220,16 @@ class AigcMagics(Magics):
         Sliders for temperature, top-k and top-p reshape the distribution in the browser; Greedy, Sample or
         a double click on a bar adds a token, and the path of chosen tokens grows. Example::
 
-            %%aigc_next
+            %%aigc_next --temperature 0.7 --top-k 20
             The capital of France is
         """
         args = self._parse(self.aigc_next, line)
         from . import teaching
 
-        make = lambda: teaching.next_token_view(interpolate(cell.rstrip("\n"), self.shell.user_ns), args.model, args.chat)  # noqa: E731
-        return self._run(lambda cancel: self._teaching(make, args.output))
+        make = lambda: teaching.next_token_view(  # noqa: E731
+            interpolate(cell.rstrip("\n"), self.shell.user_ns), args.model, args.chat, args.temperature, args.top_k,
+            args.top_p)
+        return self._run(lambda cancel: self._teaching(make, args.output, args.caption))
 
     @magic_arguments()
     @declare("aigc_lens")
@@ -232,7 +245,61 @@ class AigcMagics(Magics):
         from . import teaching
 
         make = lambda: teaching.logit_lens(interpolate(cell.rstrip("\n"), self.shell.user_ns), args.model)  # noqa: E731
-        return self._run(lambda cancel: self._teaching(make, args.output))
+        return self._run(lambda cancel: self._teaching(make, args.output, args.caption))
+
+    @magic_arguments()
+    @declare("aigc_tokens")
+    @no_var_expand
+    @cell_magic
+    def aigc_tokens(self, line, cell):
+        """How the cell text becomes tokens: each piece with its id and bytes, and for a BPE tokenizer a word built
+        from its bytes merge by merge (in the browser). --compare lines up other tokenizers; --train N instead
+        trains a BPE of N tokens on the text, with a vocabulary-size slider. Examples::
+
+            %%aigc_tokens --compare ./my-model --word tokenization
+            Tokenization splits text into pieces.
+
+            %%aigc_tokens --train 300 -o vocab
+            The class's own text, a few paragraphs long.
+        """
+        args = self._parse(self.aigc_tokens, line)
+        from . import teaching
+
+        text = lambda: interpolate(cell.rstrip("\n"), self.shell.user_ns)  # noqa: E731
+        if args.train is not None:
+            if args.model or args.compare or args.word:
+                raise usage_error(AigcError("--train builds its own tokenizer from the text.",
+                                            "Drop -m, --compare and --word, or drop --train."))
+            from .options import check
+
+            make = lambda: teaching.train_tokenizer(text(), check("vocab_size", args.train, "--train"))  # noqa: E731
+        else:
+            make = lambda: teaching.tokens_view(text(), args.model, args.compare, args.word)  # noqa: E731
+        return self._run(lambda cancel: self._teaching(make, args.output, args.caption))
+
+    @magic_arguments()
+    @declare("aigc_generate")
+    @no_var_expand
+    @cell_magic
+    def aigc_generate(self, line, cell):
+        """A whole generation, step by step: each step's top candidates and the token taken, the key/value cache
+        (its bytes, and a step timed with and without it), and for beam search the tree of beams. Examples::
+
+            %%aigc_generate --strategy beam --num-beams 3 --steps 8
+            The capital of France is
+
+            %%aigc_generate --compare greedy,sample,beam --seed 1
+            Once upon a time
+        """
+        args = self._parse(self.aigc_generate, line)
+        from . import teaching
+
+        def make(cancel):
+            return teaching.generation_trace(
+                interpolate(cell.rstrip("\n"), self.shell.user_ns), args.strategy, args.steps, args.num_beams,
+                args.temperature, args.top_k, args.top_p, args.seed, args.compare, args.model, args.chat, cancel=cancel)
+
+        return self._run(lambda cancel: self._teaching(lambda: make(cancel), args.output, args.caption))
 
     @magic_arguments()
     @declare("aigc_positional")
@@ -248,7 +315,7 @@ class AigcMagics(Magics):
         from . import teaching
 
         make = lambda: teaching.positional_encoding(args.d_model, args.positions, args.model)  # noqa: E731
-        return self._run(lambda cancel: self._teaching(make, args.output))
+        return self._run(lambda cancel: self._teaching(make, args.output, args.caption))
 
     @magic_arguments()
     @declare("aigc_image")
@@ -353,14 +420,15 @@ class AigcMagics(Magics):
 
             view = FinetuneView(title=f"Fine-tuning {args.name or ''} on {args.model or self.session.config.default_model}")
             view.on_stop = cancel.set
-            shown = display(view, display_id=True)
+            display(view)
         else:
             from .views.widgets.finetune_view import TerminalFinetuneView
 
-            view, shown = TerminalFinetuneView(), None
-        result = self.session.finetune.run(args, cell, self.shell.user_ns, cancel, view)
-        if shown is not None:
-            shown.update(view)  # the saved notebook's static copy: the final losses and chart
+            view = TerminalFinetuneView()
+        try:
+            result = self.session.finetune.run(args, cell, self.shell.user_ns, cancel, view)
+        finally:
+            view.update_static_copy()  # the saved notebook's static copy: the final losses and chart
         if args.output:
             self._store(args.output, result)
         losses = result.progress.losses
@@ -399,12 +467,13 @@ class AigcMagics(Magics):
 
             view = ImageLabView(title=f"Training {args.kind or ''} {args.name or ''} on {args.data}")
             view.on_stop = cancel.set
-            shown = display(view, display_id=True)
+            display(view)
         else:
-            view, shown = TerminalImageLabView(), None
-        result = yield from self.session.image_lab.run(args, self.shell.user_ns, cancel, view)
-        if shown is not None:
-            shown.update(view)  # the saved notebook's static copy: the last sample grid and losses
+            view = TerminalImageLabView()
+        try:
+            result = yield from self.session.image_lab.run(args, self.shell.user_ns, cancel, view)
+        finally:
+            view.update_static_copy()  # the saved notebook's static copy: the last sample grid and losses
         if args.output:
             self._store(args.output, result)
         progress = result.progress

@@ -25,10 +25,13 @@ from .tasks.runner import TextRunner
 
 
 def notice(message: str) -> None:
-    """Progress a user should see (a conversion running), on stderr so it never mixes with answers."""
+    """Progress a user should see (a conversion running): on the line of the wait under way, or on stderr so it
+    never mixes with answers."""
     from .views.outside import say
+    from .views.waiting import notice as on_the_waiting_line
 
-    say(message, file=sys.stderr)
+    if not on_the_waiting_line(message):
+        say(message, file=sys.stderr)
 
 
 class AigcSession:

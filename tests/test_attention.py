@@ -168,7 +168,19 @@ def test_head_requests_over_the_widget_channel(shell, tiny_model):
 def test_gpt_attention_opens_the_view_of_prompt_and_answer(shell, tiny_model, capsys):
     run_cell(shell, "gpt", f"-m {tiny_model} --temperature 0 --max-tokens 4 --attention -o answer --new", "hi")
     out = capsys.readouterr()
-    assert "AttentionView" in out.out and "Traceback" not in out.out + out.err
+    assert f"Attention of {tiny_model.name}" in out.out and "Traceback" not in out.out + out.err
+    assert "(the answer: tokens " in out.out, "where the generated tokens begin, found in the chat template's text"
+
+
+def test_the_answer_is_marked_where_it_begins(shell, tiny_model):
+    import jupyter_aigc
+
+    view = jupyter_aigc.attention_view("The capital of France is", model=str(tiny_model), answer=" Paris, of course.")
+    start, end = view.answer
+    assert "".join(view.tokens[:start]) == "The capital of France is"
+    assert "".join(view.tokens[start:end]) == " Paris, of course." and end == len(view.tokens)
+    assert "answer →" in view.static_bundle()["text/html"]
+    assert jupyter_aigc.attention_view("No answer here", model=str(tiny_model)).answer == []
 
 
 def test_long_text_is_cut_to_the_context_and_says_so(shell, tiny_model, capsys):

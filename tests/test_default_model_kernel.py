@@ -64,3 +64,22 @@ def test_interrupt_keeps_partial_text_and_next_cell_works(kernel):
     assert kernel.value("__import__('jupyter_aigc').get_session().history[-1]['finish_reason']") == "stopped"
     out = kernel.run("%%gpt --temperature 0 --max-tokens 16 -o answer\nWhat is the capital of France?")
     assert out["status"] == "ok" and "Paris" in kernel.value("answer")
+
+
+def test_a_long_wait_shows_what_it_is_doing_then_gives_way_to_the_view():
+    """The first teaching view of a kernel loads the model (seconds): a line says so and counts the seconds,
+    in place, and is emptied when the view comes."""
+    fresh = Kernel()
+    try:
+        fresh.run("%load_ext jupyter_aigc")
+        out = fresh.run("%%aigc_lens\nThe capital of France is")
+        assert out["status"] == "ok" and not out["stderr"], out["stderr"]
+        waits = [o for o in out["outputs"] if o["data"].get("text/plain", "").startswith("Computing the view")]
+        assert waits and "aigc-waiting" in waits[0]["data"]["text/html"]
+        ids = {o["transient"]["display_id"] for o in waits}
+        assert len(ids) == 1, "one line, updated in place"
+        last = [o for o in out["outputs"] if o.get("transient", {}).get("display_id") in ids][-1]
+        assert last["data"] == {"text/plain": ""}, "the line is emptied when the view arrives"
+        assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in out["outputs"])
+    finally:
+        fresh.close()

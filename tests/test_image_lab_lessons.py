@@ -225,9 +225,8 @@ def test_static_copy_is_text_and_our_own_pictures():
     model = new_model("vae", classes=hostile, name="<b>lab</b>")
     view = LatentMapView(latent_map(model, label=0))
     bundle = view._repr_mimebundle_()
-    data = bundle[0] if isinstance(bundle, tuple) else bundle
-    html = data["text/html"]
-    assert "application/vnd.jupyter.widget-view+json" in data
+    assert "application/vnd.jupyter.widget-view+json" in (bundle[0] if isinstance(bundle, tuple) else bundle)
+    html = view.static_bundle()["text/html"]  # the static copy, shown after the widget
     assert "<script" not in html and "<img src=x" not in html and "<b>" not in html
     assert "&lt;b&gt;lab&lt;/b&gt;" in html and "&lt;img src=x" in html
     assert html.count("<img ") == 1 and 'alt="images decoded over the latent plane"' in html

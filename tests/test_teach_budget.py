@@ -170,8 +170,7 @@ def test_positional_limits_come_from_spec_and_reach_the_sliders(shell):
 def test_the_saved_positional_formula_keeps_its_exponent(shell):
     import jupyter_aigc
 
-    data = jupyter_aigc.positional_encoding(d_model=16, positions=20)._repr_mimebundle_()
-    html = (data[0] if isinstance(data, tuple) else data)["text/html"]
+    html = jupyter_aigc.positional_encoding(d_model=16, positions=20).static_bundle()["text/html"]
     assert "sin(pos / 10000<sup>2i/d_model</sup>)" in html and "cos(pos / 10000<sup>2i/d_model</sup>)" in html
 
 

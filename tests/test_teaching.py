@@ -144,6 +144,8 @@ def test_logit_lens_last_layer_is_the_models_prediction(shell, reference):
     ("%%aigc_lens\n   ", "There is no text to look at"),
     ("%aigc_positional --d-model 7", "--d-model 7 is odd"),
     ("%aigc_positional --positions x", "invalid int value"),
+    ("%%aigc_next --temperature 3\nhi", "--temperature 3"),
+    ("%%aigc_next --top-p 0\nhi", "--top-p 0"),
 ])
 def test_bad_input_is_one_line(shell, cell, message, capsys):
     result = shell.run_cell(cell)
@@ -152,8 +154,10 @@ def test_bad_input_is_one_line(shell, cell, message, capsys):
 
 
 def bundle(view) -> dict:
+    """The static copy shown after the widget (the widget's own output has no HTML stand-in)."""
     data = view._repr_mimebundle_()
-    return data[0] if isinstance(data, tuple) else data
+    assert "text/html" not in (data[0] if isinstance(data, tuple) else data)
+    return view.static_bundle()
 
 
 def test_static_copies_for_saved_notebooks(shell):
@@ -168,3 +172,14 @@ def test_static_copies_for_saved_notebooks(shell):
         html = bundle(view)["text/html"]
         assert html and dangerous_markup(html) == [], type(view).__name__
     assert "Paris" in bundle(views[3])["text/html"] and "onerror" in bundle(views[0])["text/html"], "shown as text"
+
+
+def test_next_token_presets_start_the_sliders_and_the_static_copy(shell):
+    from jupyter_aigc.tasks.teach import distribution
+
+    assert run_cell(shell, "aigc_next", "--temperature 0.7 --top-k 20 --top-p 0.9 -o nt", PROMPT).success
+    view = shell.user_ns["nt"]
+    assert view.start == {"temperature": 0.7, "top_k": 20, "top_p": 0.9}
+    ids, probs = distribution(view.logits, 0.7, 20, 0.9)
+    copy = view.static_bundle()["text/html"]
+    assert "temperature 0.7; top-k 20; top-p 0.9" in copy and f"{probs[0]:.1%}" in copy

@@ -42,6 +42,8 @@ def cases(url: str, model: str) -> dict[str, list[str]]:
         "aigc_attention": [f"%%aigc_attention -m '{model}'\n{TEXT}", f"%%aigc_attention --steps -m '{model}'\n{TEXT}"],
         "aigc_next": [f"%%aigc_next -m '{model}'\n{TEXT}"],
         "aigc_lens": [f"%%aigc_lens -m '{model}'\n{TEXT}"],
+        "aigc_generate": [f"%%aigc_generate -m '{model}' --compare greedy,sample,beam --steps 3\n{TEXT}"],
+        "aigc_tokens": [f"%%aigc_tokens -m '{model}'\n{TEXT}", f"%%aigc_tokens --train 200\n{TEXT}"],
         "aigc_positional": [f"%aigc_positional --d-model 16 --positions 8 -m '{model}'"],
         "aigc_image": [f"%%aigc_image -m '{model}'\n{TEXT}"],
         "aigc_eval": [rows, f"%%aigc_eval --data rows --reference ref --metrics contains,exact --compare corpus,corpus-error "

@@ -111,6 +111,12 @@ def _copy_folder(gguf: Path, kind: str) -> Path:
     return cache_dir() / "models" / f"{gguf.stem}-{kind}-{file_sha256(gguf)[:16]}"
 
 
+def made_copy(gguf: Path, kind: str = "hf") -> Path | None:
+    """The GGUF's copy of ``kind`` ("hf": the transformers folder) if it was made already; never makes one."""
+    folder = _copy_folder(gguf, kind)
+    return folder if (folder / "done").is_file() else None
+
+
 def _find_or_make(gguf: Path, kind: str, write: Callable[[Path], None]) -> Path:
     """The complete copy of ``kind``, made now if there is none."""
     memo = (str(configured_cache_dir()), str(gguf), kind)

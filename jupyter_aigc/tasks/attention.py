@@ -30,6 +30,7 @@ class AttentionMaps:
     def __init__(self, tokens: list[str], stored: np.ndarray, causal: bool, model: str = "", dropped: int = 0):
         self.tokens, self.stored, self.causal, self.model, self.dropped = tokens, stored, causal, model, dropped
         self.n = len(tokens)
+        self.answer: tuple[int, int] | None = None  # the generated tokens [start, end), when the text has an answer
         self.layers = list(range(stored.shape[0]))  # the layers and heads a view of these maps shows
         self.heads = list(range(stored.shape[1]))
 
@@ -224,13 +225,23 @@ def extract(model, tokenizer, text: str, name: str = "", budget_bytes: int = 3 *
     return AttentionMaps(tokens, kept, causal, name, dropped)
 
 
+def answer_tokens(tokenizer, text: str, chars: tuple[int, int], n: int) -> tuple[int, int] | None:
+    """The tokens [start, end) of the first ``n`` whose text lies in the characters ``chars`` (the answer)."""
+    offsets = tokenizer(text, return_offsets_mapping=True).get("offset_mapping")
+    if not offsets:
+        return None
+    inside = [i for i, (a, b) in enumerate(offsets[:n]) if b > a and a >= chars[0] and b <= chars[1]]
+    return (inside[0], inside[-1] + 1) if inside else None
+
+
 def attention_maps(session, text: str, model=None, layers: str | None = None,
-                   heads: str | None = None) -> AttentionMaps:
+                   heads: str | None = None, answer: tuple[int, int] | None = None) -> AttentionMaps:
     """The maps of ``text`` on a local model (a name or a ModelRef), from the cached copy, never a second one.
 
     ``layers`` and ``heads`` ('0-3,7') are checked against the model's config before the forward pass and
     kept as ``maps.layers`` and ``maps.heads``. The model is held exclusively while its attention
-    implementation is switched, so no generation in another cell sees it half-changed.
+    implementation is switched, so no generation in another cell sees it half-changed. ``answer``: the
+    characters of ``text`` a model generated; ``maps.answer`` becomes their tokens.
     """
     from ..core.models import ModelRef
 
@@ -241,20 +252,28 @@ def attention_maps(session, text: str, model=None, layers: str | None = None,
         picked_layers = parse_range(layers, getattr(config, "num_hidden_layers", 1), "layers")
         picked_heads = parse_range(heads, getattr(config, "num_attention_heads", 1), "heads")
         maps = extract(network, tokenizer, text, ref.name, budget_of(session))
+        if answer is not None:
+            maps.answer = answer_tokens(tokenizer, text, answer, maps.n)
     maps.layers, maps.heads = picked_layers, picked_heads
     return maps
 
 
-def conversation_text(session, ref, request, answer: str) -> str:
-    """Prompt + answer as the model saw them: through its chat template, or joined for plain completions."""
+def conversation_text(session, ref, request, answer: str) -> tuple[str, tuple[int, int]]:
+    """Prompt + answer as the model saw them (through its chat template, or joined for plain completions), and
+    the characters of the answer in that text."""
     engine, ref = session.registry.serving(ref, ATTENTION)
     messages = request.messages + [{"role": "assistant", "content": answer}]
     if request.raw:
-        return request.prompt_text() + answer
+        prompt = request.prompt_text()
+        return prompt + answer, (len(prompt), len(prompt) + len(answer))
     with engine.use(ref) as (_, tokenizer):
         if not tokenizer.chat_template:
-            return "\n\n".join(m["content"] for m in messages)
-        return tokenizer.apply_chat_template(messages, tokenize=False)
+            prompt = "\n\n".join(m["content"] for m in request.messages) + "\n\n"
+            return prompt + answer, (len(prompt), len(prompt) + len(answer))
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt = tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+    start = len(prompt) if text.startswith(prompt + answer) else text.rfind(answer)
+    return text, (start, start + len(answer))
 
 
 def rollout(maps: AttentionMaps, layers: list[int] | None = None) -> np.ndarray:

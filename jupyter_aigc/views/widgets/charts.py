@@ -59,3 +59,24 @@ def png_img(data: bytes, alt: str) -> str:
     from html import escape
 
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def maps_png(maps: list, labels: list[str], cell: int = 96, columns: int = 6) -> bytes:
+    """Square ``[query, key]`` maps (each scaled to its own maximum, darker = more) as a grid of labelled tiles."""
+    from PIL import Image, ImageDraw
+
+    rows = (len(maps) + columns - 1) // columns
+    width = min(columns, len(maps)) * (cell + 8) + 8
+    image = Image.new("RGB", (width, rows * (cell + 22) + 8), "white")
+    draw = ImageDraw.Draw(image)
+    for index, (matrix, label) in enumerate(zip(maps, labels)):
+        top = max(float(matrix.max()), 1e-9)
+        shade = (255 - 255 * (matrix / top).clip(0, 1)).astype("uint8")
+        tile = Image.fromarray(shade, "L").resize((cell, cell), Image.NEAREST).convert("RGB")
+        x, y = 8 + (index % columns) * (cell + 8), 8 + (index // columns) * (cell + 22)
+        image.paste(tile, (x, y + 14))
+        draw.rectangle([x - 1, y + 13, x + cell, y + 14 + cell], outline=(200, 200, 200))
+        draw.text((x, y), label, fill=GREY)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

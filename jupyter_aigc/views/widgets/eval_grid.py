@@ -10,6 +10,8 @@ from typing import Callable
 import anywidget
 from traitlets import Bool, Dict, List, Unicode
 
+from .static_copy import css
+
 STATIC = Path(__file__).parent / "static"
 PUSH_INTERVAL = 0.25
 SHOWN_FIELDS = 3  # data columns shown in the grid (all of them are in the detail)
@@ -32,7 +34,7 @@ class EvalGrid(anywidget.AnyWidget):
     """Every text travels as data and is drawn with textContent in the browser: nothing from a model runs."""
 
     _esm = STATIC / "eval_grid.js"
-    _css = STATIC / "eval_grid.css"
+    _css = css("eval_grid.css")
 
     titles = List(Unicode()).tag(sync=True)
     metrics = List(Unicode()).tag(sync=True)

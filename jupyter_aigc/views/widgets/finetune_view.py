@@ -11,13 +11,15 @@ from typing import Callable
 import anywidget
 from traitlets import Dict, Unicode
 
+from .static_copy import StaticCopy, css
+
 STATIC = Path(__file__).parent / "static"
 PUSH_INTERVAL = 0.2
 
 
-class FinetuneView(anywidget.AnyWidget):
+class FinetuneView(StaticCopy, anywidget.AnyWidget):
     _esm = STATIC / "finetune_view.js"
-    _css = STATIC / "finetune_view.css"
+    _css = css("finetune_view.css")
 
     title = Unicode("").tag(sync=True)
     progress = Dict().tag(sync=True)   # Progress as a dict: step, total_steps, epoch, losses, eval_losses, …
@@ -33,22 +35,27 @@ class FinetuneView(anywidget.AnyWidget):
         if isinstance(content, dict) and content.get("type") == "stop" and self.on_stop:
             self.on_stop()
 
-    def _repr_mimebundle_(self, **kwargs):
-        """A static copy for saved notebooks and nbconvert: the status line and the loss chart as a PNG."""
-        from ..outside import html, plain
-        from .charts import curves_png, png_img
-
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
+    def _line(self) -> str:
         progress = self.progress or {}
         losses = progress.get("losses") or []
-        line = f"{progress.get('status', 'starting')} · step {progress.get('step', 0)} of " \
+        return f"{progress.get('status', 'starting')} · step {progress.get('step', 0)} of " \
                f"{progress.get('total_steps', 0)}" + (f" · loss {losses[-1][1]:.4f}" if losses else "")
+
+    def safe_html(self) -> str:
+        """The static copy: the status line and the loss chart as a PNG."""
+        from ..outside import html
+        from .charts import curves_png, png_img
+
+        progress = self.progress or {}
+        losses = progress.get("losses") or []
         curves = {"train loss": losses, "eval loss": progress.get("eval_losses") or []}
         chart = png_img(curves_png(curves, progress.get("total_steps") or 0), "loss chart") if losses else ""
-        data["text/html"] = f"<div><b>{html(self.title)}</b><br>{html(line)}<br>{chart}</div>"
-        data["text/plain"] = plain(f"{self.title}: {line}")
-        return bundle
+        return f"<div><b>{html(self.title)}</b><br>{html(self._line())}<br>{chart}</div>"
+
+    def static_text(self) -> str:
+        from ..outside import plain
+
+        return plain(f"{self.title}: {self._line()}")
 
     def update(self, progress) -> None:
         now = time.monotonic()
@@ -67,6 +74,9 @@ class TerminalFinetuneView:
 
         self.bar = Bar()
         self.task = None
+
+    def update_static_copy(self) -> None:
+        """A terminal keeps no saved copy."""
 
     def update(self, progress) -> None:
         if self.task is None:

@@ -9,6 +9,7 @@ import anywidget
 from traitlets import Bool, Dict, List
 
 from ..markdown import highlight_css
+from .static_copy import css
 
 STATIC = Path(__file__).parent / "static"
 
@@ -23,7 +24,7 @@ class GptView(anywidget.AnyWidget):
     """One column per completion or compared variant; each column streams, then shows its footer."""
 
     _esm = STATIC / "gpt_view.js"
-    _css = highlight_css() + (STATIC / "gpt_view.css").read_text()
+    _css = highlight_css() + css("gpt_view.css")
 
     columns = List(Dict()).tag(sync=True)
     controls = Dict().tag(sync=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 from html import escape
 
-import anywidget
 import numpy as np
 from traitlets import Bytes, Dict, Float, Int, List, Unicode
 
 from ...tasks.lab_lessons import Denoising, GanDiversity, LatentMap
 from ..markdown import sanitize
-from .teaching import STATIC, TeachingWidget, esm, f32
+from .static_copy import css
+from .teaching import TeachingWidget, esm, f32
 
 
 def png(images: np.ndarray, columns: int, scale: int = 4, gap: int = 1) -> bytes:
@@ -37,7 +37,7 @@ def img_tag(data: bytes, alt: str) -> str:
 class LabLessonWidget(TeachingWidget):
     """A teaching widget whose static copy holds pictures: ``static_parts`` gives sanitised HTML and PNGs."""
 
-    _css = STATIC / "image_lab_lessons.css"
+    _css = css("teaching.css", "image_lab_lessons.css")   # teaching.css: the caption and save buttons
 
     def static_parts(self) -> list:
         """HTML strings (sanitised on the way out) and (png bytes, alt text) pairs, in order."""
@@ -46,12 +46,8 @@ class LabLessonWidget(TeachingWidget):
     def static_html(self) -> str:
         return "".join(img_tag(*part) if isinstance(part, tuple) else sanitize(part) for part in self.static_parts())
 
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = anywidget.AnyWidget._repr_mimebundle_(self, **kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/html"] = self.static_html()
-        data["text/plain"] = type(self).__name__
-        return bundle
+    def safe_html(self) -> str:
+        return self.static_html()
 
 
 class LatentMapView(LabLessonWidget):
@@ -59,6 +55,8 @@ class LatentMapView(LabLessonWidget):
     points, and a point to drag whose image the browser decodes with the decoder's own weights."""
 
     _esm = esm("latent_map.js")
+    caption_text = ("Every point of this plane decodes to an image. Nearby points give similar images: moving across the "
+                    "plane changes the style (slant, thickness), not the class.")
 
     model_name = Unicode("").tag(sync=True)
     classes = List(Unicode()).tag(sync=True)
@@ -83,6 +81,11 @@ class LatentMapView(LabLessonWidget):
     def grid(self) -> np.ndarray:
         return self.data.grid
 
+    def figure(self):
+        from . import pictures
+
+        return pictures.latent_map(self)
+
     def static_parts(self) -> list:
         data = self.data
         which = f" for class <code>{escape(data.classes[data.label])}</code>" if data.classes else ""
@@ -99,6 +102,8 @@ class DenoiseView(LabLessonWidget):
     with a slider over the steps and a strip of thumbnails."""
 
     _esm = esm("denoise_steps.js")
+    caption_text = ("From pure noise to a digit: at each step the model guesses the finished image (bottom) and removes "
+                    "part of the noise. The shape is settled long before the noise is gone.")
 
     model_name = Unicode("").tag(sync=True)
     class_name = Unicode("").tag(sync=True)
@@ -114,6 +119,11 @@ class DenoiseView(LabLessonWidget):
                          shape=list(data.xt.shape[1:]), timesteps=data.timesteps, noise=data.noise,
                          xt=f32(data.xt), x0=f32(data.x0), **kwargs)
         self.data = data
+
+    def figure(self):
+        from . import pictures
+
+        return pictures.denoising(self)
 
     def static_parts(self) -> list:
         data = self.data
@@ -131,6 +141,8 @@ class GanDiversityView(LabLessonWidget):
     """A GAN's samples' diversity over the epochs (÷ the real images'), with the sample grid at each snapshot."""
 
     _esm = esm("gan_diversity.js")
+    caption_text = ("1 = the samples are as varied as the real images. A line falling towards 0 is mode collapse: the "
+                    "generator draws the same few images again and again.")
 
     model_name = Unicode("").tag(sync=True)
     classes = List(Unicode()).tag(sync=True)
@@ -145,6 +157,11 @@ class GanDiversityView(LabLessonWidget):
                          real=data.real, verdict=data.verdict,
                          snapshots=[{"epoch": e, "png": p} for e, p in data.snapshots], **kwargs)
         self.data = data
+
+    def figure(self):
+        from . import pictures
+
+        return pictures.gan_diversity(self)
 
     def static_parts(self) -> list:
         data = self.data

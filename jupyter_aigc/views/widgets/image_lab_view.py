@@ -14,14 +14,15 @@ from traitlets import Bytes, Dict, Unicode
 
 from ..outside import html, plain
 from .charts import curves_png, png_img
+from .static_copy import StaticCopy, css
 
 STATIC = Path(__file__).parent / "static"
 PUSH_INTERVAL = 0.2
 
 
-class ImageLabView(anywidget.AnyWidget):
+class ImageLabView(StaticCopy, anywidget.AnyWidget):
     _esm = STATIC / "image_lab_view.js"
-    _css = STATIC / "image_lab_view.css"
+    _css = css("image_lab_view.css")
 
     title = Unicode("").tag(sync=True)
     progress = Dict().tag(sync=True)  # LabProgress as a dict: step, total_steps, epoch, curves, …
@@ -49,21 +50,24 @@ class ImageLabView(anywidget.AnyWidget):
                     self.grid = grid
                 self.progress = asdict(progress)
 
-    def _repr_mimebundle_(self, **kwargs):
-        """A static copy for saved notebooks and nbconvert: the last sample grid and the final losses."""
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
+    def _line(self) -> str:
         progress = self.progress or {}
         losses = ", ".join(f"{name} {points[-1][1]:.3f}" for name, points in (progress.get("curves") or {}).items()
                            if points)
-        line = f"{progress.get('status', 'starting')} · epoch {progress.get('epoch', 0):.1f}" + (
+        return f"{progress.get('status', 'starting')} · epoch {progress.get('epoch', 0):.1f}" + (
             f" · {losses}" if losses else "")
+
+    def safe_html(self) -> str:
+        """The static copy: the last sample grid and the final losses."""
+        progress = self.progress or {}
         curves = progress.get("curves") or {}
-        chart = png_img(curves_png(curves, progress.get("total_steps") or 0, shared=False), "loss curves") if losses else ""
+        drawn = any(curves.values())
+        chart = png_img(curves_png(curves, progress.get("total_steps") or 0, shared=False), "loss curves") if drawn else ""
         image = png_img(self.grid, "samples from fixed noise") if self.grid else ""
-        data["text/html"] = f"<div><b>{html(self.title)}</b><br>{html(line)}<br>{chart}{image}</div>"
-        data["text/plain"] = plain(f"{self.title}: {line}")
-        return bundle
+        return f"<div><b>{html(self.title)}</b><br>{html(self._line())}<br>{chart}{image}</div>"
+
+    def static_text(self) -> str:
+        return plain(f"{self.title}: {self._line()}")
 
 
 class TerminalImageLabView:
@@ -74,6 +78,9 @@ class TerminalImageLabView:
 
         self.bar = Bar()
         self.task = None
+
+    def update_static_copy(self) -> None:
+        """A terminal keeps no saved copy."""
 
     def update(self, progress, grid: bytes | None) -> None:
         if self.task is None:

@@ -18,7 +18,8 @@ from ...core.errors import AigcError
 from ...options import spec
 from ...tasks.steps import AttentionSteps, Rotary, sinusoidal
 from ...tasks.teach import LogitLens, NextToken, distribution, entropy
-from ..markdown import sanitize
+from ..outside import html as outside_html
+from .static_copy import StaticCopy, css
 
 STATIC = Path(__file__).parent / "static"
 
@@ -36,19 +37,39 @@ def token_html(text: str) -> str:
     return f"<code>{escape(repr(text))}</code>"
 
 
-class TeachingWidget(anywidget.AnyWidget):
-    """A widget whose bundle also holds a static HTML copy (``static_html``) for frontends without widgets."""
+class TeachingWidget(StaticCopy, anywidget.AnyWidget):
+    """A teaching view: the live widget, then its static copy (``static_html()``, sanitised) for frontends without
+    widgets, saved notebooks and nbconvert (see static_copy.py). ``save(path)`` writes ``figure()`` as a picture;
+    ``caption`` says what to look at (under the view, in its static copy and its pictures)."""
 
-    _css = STATIC / "teaching.css"
+    _css = css("teaching.css")
 
-    def static_html(self) -> str:
-        return ""
+    caption_text = ""                          # the default caption: what to look at, in a student's words
+    caption = Unicode("").tag(sync=True)       # empty: no caption
 
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = super()._repr_mimebundle_(**kwargs)
-        data = bundle[0] if isinstance(bundle, tuple) else bundle
-        data["text/html"] = sanitize(self.static_html())
-        data["text/plain"] = type(self).__name__
+    def __init__(self, *args, caption: bool | str = True, **kwargs):
+        """``caption``: True the view's own (``caption_text``), False none, or a text of your own."""
+        super().__init__(*args, caption=self.caption_text if caption is True else str(caption or ""), **kwargs)
+
+    def figure(self):
+        """What the view shows by default, as a ``views.figure.Figure`` (what ``save`` writes)."""
+        raise AigcError(f"{type(self).__name__} cannot be saved as a picture.", "Take a screenshot instead.")
+
+    def save(self, path, scale: float = 2):
+        """Save what the view shows by default as ``path`` (.svg or .png) with its caption; no browser needed.
+        (The view's own buttons save what it shows now.)"""
+        from ...magics import usage_error
+        from ..figure import save
+
+        try:
+            return save(self.figure(), path, caption=self.caption, scale=scale)
+        except AigcError as error:  # a wrong suffix or folder: one line in the notebook, as a magic's error
+            raise usage_error(error) from None
+
+    def static_bundle(self) -> dict:
+        bundle = super().static_bundle()
+        if self.caption:
+            bundle["text/html"] += f'<p class="aigc-caption"><em>{outside_html(self.caption)}</em></p>'
         return bundle
 
 
@@ -60,6 +81,9 @@ class NextTokenView(TeachingWidget):
     """
 
     _esm = esm("next_token.js")
+    caption_text = ("Each bar is how likely that token comes next. Greedy takes the tallest bar; sampling picks at "
+                    "random, weighted by the bars. Temperature flattens or sharpens them; top-k and top-p cut off the "
+                    "tail.")
 
     model_name = Unicode("").tag(sync=True)
     prompt = Unicode("").tag(sync=True)
@@ -68,6 +92,7 @@ class NextTokenView(TeachingWidget):
     scores = Bytes(b"").tag(sync=True)        # float32 [vocab]: the raw logits
     busy = Bool(False).tag(sync=True)
     error = Unicode("").tag(sync=True)
+    start = Dict({"temperature": 1.0, "top_k": 0, "top_p": 1.0}).tag(sync=True)  # where the sliders start
 
     def __init__(self, explorer: NextToken, **kwargs):
         super().__init__(model_name=explorer.ref.name, prompt=explorer.text, **kwargs)
@@ -116,12 +141,21 @@ class NextTokenView(TeachingWidget):
         finally:
             self.busy = False
 
+    def figure(self):
+        from . import pictures
+
+        return pictures.next_token(self)
+
     def static_html(self) -> str:
-        ids, probs = distribution(self.explorer.logits, 1.0)
+        start = self.start
+        ids, probs = distribution(self.explorer.logits, start["temperature"], start["top_k"], start["top_p"])
         rows = "".join(f"<tr><td>{token_html(self.explorer.token(i))}</td><td>{p:.1%}</td></tr>"
                        for i, p in zip(ids[:10], probs[:10]))
+        cuts = (f"; top-k {start['top_k']}" if start["top_k"] else "") + (
+            f"; top-p {start['top_p']:g}" if start["top_p"] < 1 else "")
         return (f"<p><strong>Next token after</strong> <code>{escape(self.explorer.text[-200:])}</code> "
-                f"({escape(self.model_name)}; temperature 1; entropy {entropy(probs):.2f} bits)</p>"
+                f"({escape(self.model_name)}; temperature {start['temperature']:g}{cuts}; "
+                f"entropy {entropy(probs):.2f} bits)</p>"
                 f"<table><thead><tr><th>token</th><th>probability</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
@@ -132,6 +166,9 @@ class AttentionStepsView(TeachingWidget):
     """
 
     _esm = esm("attention_steps.js")
+    caption_text = ("The query token compares itself with every token before it (q·k). Softmax turns those scores into "
+                    "weights that sum to 1: where this token looks. Later tokens are masked: a token cannot see the "
+                    "future.")
 
     model_name = Unicode("").tag(sync=True)
     tokens = List(Unicode()).tag(sync=True)
@@ -160,6 +197,11 @@ class AttentionStepsView(TeachingWidget):
     output = property(lambda self: self.steps.output)
     mask = property(lambda self: self.steps.mask)
 
+    def figure(self):
+        from . import pictures
+
+        return pictures.attention_steps(self)
+
     def static_html(self) -> str:
         steps = self.steps
         rows = "".join(
@@ -178,6 +220,8 @@ class PositionalView(TeachingWidget):
     positions, and, for a rotary model, its frequencies and how a real q·k depends on the offset only."""
 
     _esm = esm("positional.js")
+    caption_text = ("Each row is one position's code: fast waves on the left, slow ones on the right, so every position "
+                    "gets its own pattern. Nearby positions have similar codes (the strong band along the diagonal).")
 
     d_model = Int(64).tag(sync=True)
     positions = Int(128).tag(sync=True)
@@ -204,6 +248,11 @@ class PositionalView(TeachingWidget):
         """Dot products between the encodings of every pair of positions."""
         return self.matrix @ self.matrix.T
 
+    def figure(self):
+        from . import pictures
+
+        return pictures.positional(self)
+
     def static_html(self) -> str:
         text = (f"<p><strong>Sinusoidal positional encoding</strong>, d_model = {self.d_model}, "
                 f"{self.positions} positions: PE(pos, 2i) = sin(pos / 10000<sup>2i/d_model</sup>), "
@@ -221,6 +270,8 @@ class LogitLensView(TeachingWidget):
     """For every layer and position, the token the model would predict if it stopped there, and how sure."""
 
     _esm = esm("logit_lens.js")
+    caption_text = ("Read each column downwards: the model's guess for the next token after that layer. Darker = surer. "
+                    "Early layers guess vaguely; the right answer usually appears in the last layers.")
 
     model_name = Unicode("").tag(sync=True)
     tokens = List(Unicode()).tag(sync=True)
@@ -235,6 +286,11 @@ class LogitLensView(TeachingWidget):
     @property
     def top_probs(self) -> np.ndarray:
         return self.lens.top_probs
+
+    def figure(self):
+        from . import pictures
+
+        return pictures.logit_lens(self)
 
     def static_html(self) -> str:
         lens = self.lens

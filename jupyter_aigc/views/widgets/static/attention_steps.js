@@ -56,6 +56,7 @@ function render({ model, el: root }) {
   tip.style.display = "none";
   head.append(where);
   root.append(head, tokensBox, hint, formula, qBox, tableBox, outBox, legend, tip);
+  const unframe = frameView(model, root, "attention-steps");
 
   function showTip(event, text) {
     // placed inside the view (position: absolute), so scrolling and transformed ancestors do not move it away
@@ -299,6 +300,7 @@ function render({ model, el: root }) {
     for (const [name, handler] of Object.entries(handlers)) model.off(name, handler);
     listeners.abort();
     tip.remove();
+    unframe();
   };
 }
 

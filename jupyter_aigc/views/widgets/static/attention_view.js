@@ -63,11 +63,16 @@ function render({ model, el }) {
   bar.className = "aigc-attn-bar";
   const title = document.createElement("span");
   title.className = "aigc-attn-title";
-  const modes = { grid: button("Grid"), head: button("Head"), lines: button("Lines") };
+  const modes = { grid: button("Grid"), head: button("Head"), lines: button("Lines"), answer: button("Answer") };
+  const answer = model.get("answer") || [];  // [start, end): the generated tokens of a prompt + answer
+  modes.answer.title = "for each generated token, the row of attention it paid (the head or mean opened last)";
+  if (answer.length !== 2) modes.answer.style.display = "none";
   const scale = document.createElement("select");
   for (const s of ["linear", "sqrt", "log"]) scale.append(new Option(`scale: ${s}`, s));
   scale.value = "sqrt";
-  const exporter = button("Export PNG", "aigc-attn-export");
+  const exporter = button("Full map PNG", "aigc-attn-export");
+  exporter.title = "The whole map at full size, also what does not fit on screen";
+  exporter.dataset.noPicture = "";
   const status = document.createElement("span");
   status.className = "aigc-attn-status";
   bar.append(title, ...Object.values(modes), scale, exporter, status);
@@ -77,6 +82,7 @@ function render({ model, el }) {
   tip.className = "aigc-attn-tip";
   tip.style.display = "none";
   el.append(bar, stage, tip);
+  const unframe = frameView(model, el, "attention");
 
   const state = { mode: "grid", layer: null, head: null, query: null, locked: false, maps: new Map(), nextId: 1 };
   const pending = new Map();
@@ -198,6 +204,22 @@ function render({ model, el }) {
         ctx.restore();
       });
     }
+    if (answer.length === 2 && answer[0] < n) {  // where the answer begins: a dashed line across and down
+      const at = answer[0] * cell;
+      ctx.save();
+      ctx.strokeStyle = "#e65100";
+      ctx.setLineDash([4, 3]);
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      ctx.moveTo(margin, margin + at); ctx.lineTo(margin + size, margin + at);
+      ctx.moveTo(margin + at, margin); ctx.lineTo(margin + at, margin + size);
+      ctx.stroke();
+      ctx.restore();
+      ctx.fillStyle = "#e65100";
+      ctx.font = "bold 11px sans-serif";
+      ctx.textAlign = "left";
+      ctx.fillText("answer ↓", margin + size + 2 > canvas.width - 50 ? margin + 2 : margin + size + 2, margin + at + 12);
+    }
     const base = ctx.getImageData(0, 0, canvas.width, canvas.height);
     const value = (q, k) => (map.bytes[q * n + k] / 255) * map.scale;
     function highlight(query) {
@@ -289,11 +311,77 @@ function render({ model, el }) {
     canvas.dataset.drawn = "true";
   }
 
+  async function drawAnswer() {
+    // one row per generated token: the attention it paid to every token before it (prompt | answer so far)
+    if (state.layer === null) {
+      const layers = model.get("layers");
+      Object.assign(state, { layer: layers[layers.length - 1], head: -1 });
+    }
+    const map = await fetchMap(state.layer, state.head);
+    const toks = tokens(), n = map.n, [start, end] = answer;
+    status.textContent = `${label(state.layer, state.head)} · each generated token's attention (open another map in the grid to change it)`;
+    const labelWidth = 120, row = 16, width = Math.max(480, (stage.clientWidth || 760) - 12);
+    const cell = Math.max(2, (width - labelWidth - 10) / n);
+    const canvas = document.createElement("canvas");
+    canvas.className = "aigc-attn-answer";
+    canvas.width = labelWidth + n * cell + 10;
+    canvas.height = 22 + (end - start) * row;
+    const ctx = canvas.getContext("2d");
+    ctx.fillStyle = dark() ? "#1e1e1e" : "#ffffff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    const value = (q, k) => (map.bytes[q * n + k] / 255) * map.scale;
+    const colors = lut(scale.value);
+    ctx.font = "11px sans-serif";
+    ctx.fillStyle = dark() ? "#ddd" : "#333";
+    ctx.fillText("prompt", labelWidth, 12);
+    ctx.fillStyle = "#e65100";
+    ctx.fillText("answer →", labelWidth + start * cell + 3, 12);
+    for (let q = start; q < end; q++) {
+      const y = 18 + (q - start) * row;
+      let top = 0;
+      for (let k = 0; k <= q; k++) top = Math.max(top, value(q, k));
+      for (let k = 0; k < n; k++) {
+        if (k > q) { ctx.fillStyle = dark() ? "#3c3c42" : "#e2e2e6"; }
+        else {
+          const level = Math.round(255 * Math.sqrt(value(q, k) / (top || 1))) * 4;
+          ctx.fillStyle = `rgb(${colors[level]}, ${colors[level + 1]}, ${colors[level + 2]})`;
+        }
+        ctx.fillRect(labelWidth + k * cell, y, Math.max(cell - (cell > 4 ? 1 : 0), 1), row - 2);
+      }
+      ctx.fillStyle = dark() ? "#ddd" : "#222";
+      ctx.font = "12px monospace";
+      ctx.textAlign = "right";
+      ctx.fillText(JSON.stringify(toks[q]).slice(1, -1).slice(0, 14), labelWidth - 6, y + row - 5);
+      ctx.textAlign = "left";
+    }
+    ctx.strokeStyle = "#e65100";
+    ctx.setLineDash([4, 3]);
+    ctx.beginPath();
+    ctx.moveTo(labelWidth + start * cell - 0.5, 14);
+    ctx.lineTo(labelWidth + start * cell - 0.5, canvas.height);
+    ctx.stroke();
+    canvas.addEventListener("mousemove", (event) => {
+      const box = canvas.getBoundingClientRect();
+      const y = (event.clientY - box.top) * (canvas.height / box.height) - 18;
+      const q = start + Math.floor(y / row);
+      if (y < 0 || q >= end) { hideTip(); return; }
+      const keys = [...Array(q + 1).keys()].sort((a, b) => value(q, b) - value(q, a)).slice(0, 5);
+      const lines = keys.map((k) => `  ${JSON.stringify(toks[k])} #${k}${k >= start ? " (answer)" : ""}: ${value(q, k).toFixed(3)}`);
+      showTip(event, `generated ${JSON.stringify(toks[q])} #${q} looked at\n${lines.join("\n")}`);
+      canvas.dataset.query = String(q);
+    });
+    canvas.addEventListener("mouseleave", hideTip);
+    stage.replaceChildren(canvas);
+    canvas.dataset.drawn = "true";
+    canvas.dataset.rows = String(end - start);
+  }
+
   function setMode(mode) {
     state.mode = mode;
     for (const [name, b] of Object.entries(modes)) b.classList.toggle("active", name === mode);
     if (mode === "grid") { status.textContent = "click a map to open it"; drawGrid(); }
     else if (mode === "head") drawHead().catch((e) => (status.textContent = e.message));
+    else if (mode === "answer") drawAnswer().catch((e) => (status.textContent = e.message));
     else drawLines().catch((e) => (status.textContent = e.message));
   }
   for (const [name, b] of Object.entries(modes)) b.addEventListener("click", () => setMode(name));
@@ -312,6 +400,7 @@ function render({ model, el }) {
   });
   title.textContent = `${model.get("model_name")} · ${tokens().length} tokens · ${model.get("layers").length} layers × ${model.get("heads").length} heads`;
   setMode("grid");
+  return unframe;
 }
 
 export default { render };

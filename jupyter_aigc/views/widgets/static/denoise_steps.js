@@ -88,6 +88,7 @@ function render({ model, el: root }) {
     "towards that guess, to the next, smaller timestep. Early guesses are blurry averages of many digits; the " +
     "shape is settled long before the last of the noise is gone.");
   root.append(head, controls, row, strips, note);
+  const unframe = frameView(model, root, "denoising");
 
   function show(k) {
     k = Math.max(0, Math.min(steps, k));
@@ -113,7 +114,10 @@ function render({ model, el: root }) {
   on(slider, "input", () => show(Number(slider.value)));
   on(slider, "change", () => show(Number(slider.value)));
   show(steps);
-  return () => listeners.abort();
+  return () => {
+    listeners.abort();
+    unframe();
+  };
 }
 
 export default { render };

@@ -73,6 +73,7 @@ function render({ model, el: root }) {
     "them whatever the noise: every 7 looks the same. That is mode collapse; in the grid, a column of identical " +
     "digits shows it.");
   root.append(head, controls, row, verdict, note);
+  const unframe = frameView(model, root, "gan-diversity");
 
   const M = { left: 54, right: 12, top: 12, bottom: 36 };
   const pw = W - M.left - M.right;
@@ -168,6 +169,7 @@ function render({ model, el: root }) {
     listeners.abort();
     themeWatch.disconnect();
     urls.forEach((u) => u && URL.revokeObjectURL(u));
+    unframe();
   };
 }
 

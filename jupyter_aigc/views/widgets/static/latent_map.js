@@ -127,6 +127,7 @@ function render({ model, el: root }) {
     "decoded right here, with the model's own weights. Nearby points give similar images; moving across the " +
     "plane changes the style (slant, thickness), while the class stays the same.");
   root.append(head, controls, row, note);
+  const unframe = frameView(model, root, "latent-map");
   if (!layers) {
     root.append(el("div", "aigc-lab-error", "The decoder's weights did not arrive whole."));
     return () => listeners.abort();
@@ -285,6 +286,7 @@ function render({ model, el: root }) {
     listeners.abort();
     themeWatch.disconnect();
     if (frame) cancelAnimationFrame(frame);
+    unframe();
   };
 }
 

@@ -17,6 +17,7 @@ function render({ model, el: root }) {
   const tip = el("div", "aigc-lens-tip");
   tip.style.display = "none";
   root.append(head, scroller, legend, tip);
+  const unframe = frameView(model, root, "logit-lens");
 
   function draw() {
     const tokens = model.get("tokens") || [];
@@ -106,6 +107,7 @@ function render({ model, el: root }) {
     for (const [name, handler] of handlers) model.off(name, handler);
     listeners.abort();
     tip.remove();
+    unframe();
   };
 }
 

@@ -102,9 +102,10 @@ function render({ model, el: root }) {
   const chosen = el("div", "aigc-next-chosen");
 
   const controls = el("div", "aigc-next-controls");
-  const temperature = slider("temperature", 0, 2, 0.05, 1, "logits ÷ temperature: below 1 sharpens, above 1 flattens; 0 is greedy");
-  const topK = slider("top-k", 0, 200, 1, 0, "keep only the k most likely tokens (0 = off)");
-  const topP = slider("top-p", 0.01, 1, 0.01, 1, "keep the most likely tokens until their mass reaches p (1 = off)");
+  const start = model.get("start") || {};  // %%aigc_next --temperature/--top-k/--top-p: where the sliders start
+  const temperature = slider("temperature", 0, 2, 0.05, start.temperature ?? 1, "logits ÷ temperature: below 1 sharpens, above 1 flattens; 0 is greedy");
+  const topK = slider("top-k", 0, Math.max(200, start.top_k || 0), 1, start.top_k || 0, "keep only the k most likely tokens (0 = off)");
+  const topP = slider("top-p", 0.01, 1, 0.01, start.top_p ?? 1, "keep the most likely tokens until their mass reaches p (1 = off)");
   temperature.input.dataset.control = "temperature";
   topK.input.dataset.control = "top_k";
   topP.input.dataset.control = "top_p";
@@ -132,6 +133,7 @@ function render({ model, el: root }) {
   const busyNote = el("span", "aigc-next-busy-note", "computing…");
   head.append(busyNote);
   root.append(head, text, chosen, controls, stats, bars, rule, error);
+  const unframe = frameView(model, root, "next-token");
 
   function readSliders() {
     state.temperature = parseFloat(temperature.input.value);
@@ -347,6 +349,7 @@ function render({ model, el: root }) {
   return () => {
     for (const [name, handler] of Object.entries(handlers)) model.off(name, handler);
     listeners.abort();
+    unframe();
   };
 }
 

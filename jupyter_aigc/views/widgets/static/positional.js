@@ -186,6 +186,7 @@ function render({ model, el: root }) {
 
   const rotary = el("div", "aigc-pe-rotary");
   root.append(head, controls, charts, rotary);
+  const unframe = frameView(model, root, "positional-encoding");
 
   let frame = 0;
   function schedule() {
@@ -413,6 +414,7 @@ function render({ model, el: root }) {
     listeners.abort();
     themeWatch.disconnect();
     if (frame) cancelAnimationFrame(frame);
+    unframe();
   };
 }
 
