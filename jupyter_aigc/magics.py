@@ -342,8 +342,12 @@ class AigcMagics(Magics):
 
                 gallery = ImageGallery()
                 display(gallery)
-            run_image(self.session, args, interpolate(cell.strip(), self.shell.user_ns), cancel, gallery,
-                      self._store, say)
+            try:
+                run_image(self.session, args, interpolate(cell.strip(), self.shell.user_ns), cancel, gallery,
+                          self._store, say)
+            finally:
+                if gallery is not None:
+                    gallery.update_static_copy()  # the saved notebook's copy: the finished images
 
         return self._run(work)
 

@@ -199,3 +199,24 @@ def test_openai_images_sent_as_urls_are_fetched(shell, fake_images_server, monke
     run_image(shell, "-m openai:dall-e-2 --size 256x256 -n 2 -o images", "a lighthouse, as url")
     assert [im.size for im in shell.user_ns["images"]] == [(256, 256), (256, 256)]
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_gallery_leaves_a_static_copy_of_the_finished_images():
+    """A saved notebook or nbconvert shows the images (PNGs this package encoded) with their seeds."""
+    from jupyter_aigc.tasks.image import ImageProgress
+    from jupyter_aigc.views.widgets.image_gallery import ImageGallery
+
+    gallery = ImageGallery(caption='tiny-sd <img src=x onerror="alert(1)"> · 64×64')
+    progress = ImageProgress(gallery, 3, 4)
+    images = []
+    for seed in (11, 12):
+        image = Image.fromarray((np.random.default_rng(seed).random((8, 8, 3)) * 255).astype("uint8"))
+        image.info["seed"] = seed
+        images.append(image)
+    progress.finish(images, "stopped")
+    copy = gallery.static_bundle()
+    assert copy["text/html"].count('<img alt="seed ') == 2 and "seeds 11, 12" in copy["text/html"]
+    assert "&lt;img src=x" in copy["text/html"] and "<img src=x" not in copy["text/html"]
+    assert copy["text/plain"].endswith(": 2 image(s)")
+    data = copy["text/html"].split('base64,')[1].split('"')[0]
+    assert Image.open(io.BytesIO(base64.b64decode(data))).size == (8, 8)

@@ -1,7 +1,10 @@
 """Every view renders with no network: the page may reach the local Jupyter server and nothing else (bertviz
-was blank without its CDN). In JupyterLab and in Notebook 7. Also: the attention of a generated answer
+was blank without its CDN). In JupyterLab and in Notebook 7, where the new views' buttons also give a PNG and a
+well-formed SVG. Also: the attention of a generated answer
 (%%gpt --attention: where the answer begins, and the Answer view, one row per generated token) and
 %%aigc_next's presets on the sliders."""
+
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -64,6 +67,16 @@ def test_every_view_renders_offline(page, lab, lab_root, frontend):
     rows.wait_for(timeout=60000)
     assert int(rows.get_attribute("data-rows")) >= 3, "one row per generated token"
     shot(page, f"offline-{frontend}-answer-attention", attention)
+    for index in (5, 6, 7):  # the attention of an answer, tokens, generation: their buttons, offline
+        view = cells.nth(index).locator(VIEWS[index - 1][1]).first
+        view.scroll_into_view_if_needed()
+        with page.expect_download(timeout=60000) as png:
+            view.locator(".aigc-export-png").click()
+        assert open(png.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n", index
+        with page.expect_download(timeout=60000) as svg:
+            view.locator(".aigc-export-svg").click()
+        root = ET.parse(svg.value.path()).getroot()
+        assert root.tag == "{http://www.w3.org/2000/svg}svg", index
     assert not outside, f"requests outside the local server: {outside[:5]}"
     assert not errors, errors
     shot(page, f"offline-{frontend}", page.locator(".jp-Notebook").first)
