@@ -83,3 +83,21 @@ def test_a_long_wait_shows_what_it_is_doing_then_gives_way_to_the_view():
         assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in out["outputs"])
     finally:
         fresh.close()
+
+
+def test_the_first_conversion_says_so_on_the_waiting_line_with_no_stuck_bar(tmp_path, monkeypatch):
+    """A kernel with an empty cache converts the GGUF for transformers (about 30 s): the waiting line says so
+    and counts the seconds; no library progress bar (stuck at 100% for most of it) and no red stderr notice."""
+    monkeypatch.setenv("JUPYTER_AIGC_CACHE", str(tmp_path / "cache"))
+    fresh = Kernel()
+    try:
+        fresh.run("%load_ext jupyter_aigc")
+        out = fresh.run("%%aigc_lens\nThe capital of France is")
+        assert out["status"] == "ok" and out["stderr"] == "", out["stderr"]
+        lines = [o["data"].get("text/plain", "") for o in out["outputs"]]
+        assert any(line.startswith("Computing the view") and "Converting" in line and "once" in line for line in lines)
+        widgets = [o for o in out["outputs"] if "application/vnd.jupyter.widget-view+json" in o["data"]]
+        assert len(widgets) == 1, "the lens alone: no progress-bar widget"
+        assert (tmp_path / "cache" / "models").is_dir()
+    finally:
+        fresh.close()

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -130,6 +131,21 @@ def _find_or_make(gguf: Path, kind: str, write: Callable[[Path], None]) -> Path:
     return target
 
 
+@contextmanager
+def quiet_gguf_bar():
+    """transformers reads GGUF tensors under a tqdm bar of its own (not switched off by its logging settings) that
+    sits at 100% for most of the conversion; the caller's line with the seconds so far is the honest progress."""
+    from unittest import mock
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        yield
+        return
+    with mock.patch.object(gguf_utils, "tqdm", lambda iterable, *args, **kwargs: iterable):
+        yield
+
+
 def safetensors_folder(gguf: Path, progress: Callable[[str], None] = print) -> Path:
     """A transformers folder with the GGUF's weights (dequantized) and tokenizer, made once."""
     def write(staging: Path) -> None:
@@ -139,8 +155,9 @@ def safetensors_folder(gguf: Path, progress: Callable[[str], None] = print) -> P
         hf_logging.disable_progress_bar()
         progress(f"Converting {gguf.name} for transformers once (about 30 s); later loads take about a second.")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            with quiet_gguf_bar():
+                tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+                model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         except Exception as exc:
             first = (str(exc).splitlines() or [""])[0]
             raise AigcError(f"transformers could not read {gguf}: {type(exc).__name__}: {first}",
