@@ -79,7 +79,8 @@ def evaluate(template: str, data, reference: str | None = None, metrics: str | N
     """Run ``template`` over ``data`` like %%aigc_eval and return the DataFrame (``.attrs['summary']``).
 
     ``data`` is a list of dicts, a DataFrame, a Dataset or a path; ``metrics`` a comma list or a list;
-    ``options`` are %%aigc_eval's options by name, e.g. ``compare="m1,m2"``, ``temperature="0,0.8"``.
+    ``options`` are %%aigc_eval's options by name, e.g. ``compare="m1,m2"``, ``temperature="0,0.8"``;
+    multiple choice is ``task="choice", choices="options", answer="label"`` (columns of ``data``).
     """
     from argparse import Namespace
 

@@ -364,6 +364,13 @@ class AigcMagics(Magics):
 
             %%aigc_eval --data questions --reference answer --metrics exact,rouge --temperature 0,0.8 -o results
             Answer in one word. {question}
+
+        Multiple choice (each choice scored by its log-probability after the prompt, like lm-evaluation-harness;
+        reports acc and acc_norm)::
+
+            %%aigc_eval --task choice --data quiz --choices options --answer label
+            Question: {question}
+            Answer:
         """
         args = self._parse(self.aigc_eval, line)
         return self._run(lambda cancel: self._evaluate(args, cell, cancel))
@@ -393,7 +400,8 @@ class AigcMagics(Magics):
             display({"text/html": evaluation_html(evaluation)}, raw=True,
                     metadata={"jupyter_aigc": {"evaluation": evaluation.summary}})
         asked = sum(c.response is not None for c in evaluation.cells) - evaluation.reused
-        print(f"{asked} answers asked, {evaluation.reused} reused from earlier runs"
+        print(f"{asked} {'items scored' if evaluation.task == 'choice' else 'answers asked'}, "
+              f"{evaluation.reused} reused from earlier runs"
               + (" (stopped: finished rows kept)" if evaluation.stopped else "") + ".")
 
     @magic_arguments()

@@ -47,7 +47,9 @@ def cases(url: str, model: str) -> dict[str, list[str]]:
         "aigc_positional": [f"%aigc_positional --d-model 16 --positions 8 -m '{model}'"],
         "aigc_image": [f"%%aigc_image -m '{model}'\n{TEXT}"],
         "aigc_eval": [rows, f"%%aigc_eval --data rows --reference ref --metrics contains,exact --compare corpus,corpus-error "
-                      f"{server}\nAnswer: {TEXT}"],
+                      f"{server}\nAnswer: {TEXT}",
+                      "crows = [{'c': " + repr(CORPUS[:3]) + ", 'a': 0}]",
+                      f"%%aigc_eval --task choice --data crows --choices c --answer a -m '{model}'\n{TEXT}"],
         "aigc_finetune": [f"%%aigc_finetune --name tuned -m '{model}' --epochs 1\nQ: {CORPUS[0]} {CORPUS[4]}\nA: {CORPUS[1]}"],
         "aigc_train_image": [
             "import os, tempfile\nfrom PIL import Image\nlab_root = tempfile.mkdtemp()\nfor c in ["

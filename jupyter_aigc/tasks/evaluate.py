@@ -31,6 +31,7 @@ Z95 = statistics.NormalDist().inv_cdf(0.975)
 PARTIAL = {"stopped", "incomplete"}  # answers that did not end: kept and marked, out of the means by default
 STORED = {"stop", "length"}  # answers worth storing and reusing ("length" is the --max-tokens asked for)
 WEIGHT_FILES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+CHOICE_COLUMNS = ("logprobs", "pick", "pick_norm", "gold")  # -o columns of --task choice
 
 
 def cell_key(variant: Variant, prompt: str, weights: str | None = None) -> str:
@@ -88,6 +89,7 @@ class Cell:
     reused: bool = False
     scores: dict = field(default_factory=dict)
     reason: str = ""
+    choice: dict | None = None  # --task choice: the choices, their log-probabilities, the picks and the gold
 
     @property
     def partial(self) -> bool:
@@ -105,6 +107,7 @@ class Evaluation:
     reused: int = 0
     stopped: bool = False
     include_partial: bool = False
+    task: str = "generate"
 
     @property
     def failed(self) -> list[Cell]:
@@ -175,6 +178,11 @@ class EvalTask:
         return result is None or result.saved or result.ref != ref
 
     def run(self, args, template: str, namespace: dict, cancel: threading.Event, view=None) -> Evaluation:
+        from .choice import check_args, run_choice
+
+        check_args(args)
+        if getattr(args, "task", None) == "choice":
+            return run_choice(self, args, template, namespace, cancel, view)
         rows, variants, cells = self.plan(args, template.strip(), namespace)
         default = "exact,contains,rouge" if args.reference else "length,latency,tokens"
         names = [m.strip() for m in (args.metrics or default).split(",") if m.strip()]
@@ -309,11 +317,13 @@ class EvalTask:
     @staticmethod
     def dataframe(evaluation: Evaluation):
         """One row per example × variant: the data's columns, variant, output, finish and one column per
-        metric. A data column named like one of these keeps its values as ``data_NAME`` (``.attrs['renamed']``)."""
+        metric (with --task choice also logprobs, pick, pick_norm and gold). A data column named like one of these
+        keeps its values as ``data_NAME`` (``.attrs['renamed']``)."""
         import pandas as pd
 
         ours = ["variant", "output", "finish", *evaluation.metrics] + \
-            (["judge_reason"] if "judge" in evaluation.metrics else [])
+            (["judge_reason"] if "judge" in evaluation.metrics else []) + \
+            (list(CHOICE_COLUMNS) if evaluation.task == "choice" else [])
         columns = columns_of(evaluation.rows)
         renamed = {}
         for name in columns:
@@ -331,6 +341,8 @@ class EvalTask:
             record.update({name: cell.scores.get(name) for name in evaluation.metrics})
             if "judge" in evaluation.metrics:
                 record["judge_reason"] = cell.reason
+            if evaluation.task == "choice":
+                record.update({column: (cell.choice or {}).get(column) for column in CHOICE_COLUMNS})
             records.append(record)
         frame = pd.DataFrame.from_records(records)
         frame.attrs["summary"] = evaluation.summary

@@ -58,6 +58,26 @@ def notes(evaluation) -> list[str]:
     return [line for line in lines if line]
 
 
+def choice_lines(choice: dict | None) -> list[tuple[str, str]]:
+    """(marks, 'choice: log-probability') per choice of a --task choice cell: ▶ picked, ✓ gold, n the pick per
+    character (acc_norm's)."""
+    if not choice:
+        return []
+    lines = []
+    for index, (text, logprob) in enumerate(zip(choice["choices"], choice["logprobs"])):
+        marks = ("▶" if index == choice["pick"] else "") + ("n" if index == choice["pick_norm"] else "") + \
+            ("✓" if index == choice["gold"] else "")
+        lines.append((marks, f"{text}: {'–' if logprob is None else f'{logprob:.4g}'}"))
+    return lines
+
+
+def choice_html(choice: dict | None) -> str:
+    lines = choice_lines(choice)
+    if not lines:
+        return ""
+    return "<br>" + "<br>".join(f"{escape(marks)} {html(text, 200)}" for marks, text in lines)
+
+
 def evaluation_html(evaluation) -> str:
     """Summary and rows as a sanitised HTML table, marked as the copy the live widget hides."""
     head = "".join(f"<th>{escape(t)}</th>" for t in ["metric", *evaluation.titles])
@@ -72,7 +92,8 @@ def evaluation_html(evaluation) -> str:
             output = html(cell.response.text if cell.response is not None else "", 500)
             scores = ", ".join(f"{k} {_number(v)}" for k, v in cell.scores.items())
             mark = f"<em>{html(cell_mark(cell))}</em> " if cell_mark(cell) else ""
-            cells.append(f"<td>{output}<br><sub>{mark}{escape(scores)}</sub></td>")
+            choices = choice_html(cell.choice)
+            cells.append(f"<td>{output}{choices}<br><sub>{mark}{escape(scores)}</sub></td>")
         body.append(f"<tr><td>{fields}</td>{''.join(cells)}</tr>")
     examples = "".join(f"<th>{escape(t)}</th>" for t in ["example", *evaluation.titles])
     note = f"<p><sub>{'; '.join(html(line, 400) for line in notes(evaluation))}</sub></p>"

@@ -23,11 +23,14 @@ def cell_state(cell) -> dict:
     response = cell.response
     if response is None:
         return {"status": "waiting", "output": "", "scores": {}, "prompt": cell.prompt}
-    return {"status": "error" if response.finish_reason == "error" else "done", "partial": cell.partial,
-            "output": response.text,
-            "scores": dict(cell.scores), "prompt": cell.prompt, "reused": cell.reused,
-            "error": response.error or "", "reason": cell.reason,
-            "finish": response.finish_reason, "elapsed": round(response.elapsed, 3)}
+    state = {"status": "error" if response.finish_reason == "error" else "done", "partial": cell.partial,
+             "output": response.text,
+             "scores": dict(cell.scores), "prompt": cell.prompt, "reused": cell.reused,
+             "error": response.error or "", "reason": cell.reason,
+             "finish": response.finish_reason, "elapsed": round(response.elapsed, 3)}
+    if cell.choice is not None:  # --task choice: each choice's log-probability, the picks and the gold
+        state["choice"] = cell.choice
+    return state
 
 
 class EvalGrid(anywidget.AnyWidget):

@@ -6,7 +6,7 @@
 const Z95 = 1.959964;
 // Known score ranges: badges are coloured red → green on these; other metrics (length, latency, tokens,
 // cost) get a neutral badge. A notebook function's metric is coloured when all its scores lie in 0..1.
-const RANGES = { exact: [0, 1], contains: [0, 1], rouge: [0, 1], json: [0, 1], judge: [1, 5], bleu: [0, 100], chrf: [0, 100] };
+const RANGES = { acc: [0, 1], acc_norm: [0, 1], exact: [0, 1], contains: [0, 1], rouge: [0, 1], json: [0, 1], judge: [1, 5], bleu: [0, 100], chrf: [0, 100] };
 const UNRANGED = new Set(["length", "latency", "tokens", "cost"]);
 const LOWER_IS_BETTER = new Set(["latency", "cost"]);
 
@@ -324,6 +324,35 @@ function render({ model, el: root }) {
     return span;
   }
 
+  // --task choice: every choice with its log-probability; ▶ the pick (acc), n the pick per character
+  // (acc_norm), ✓ the gold choice
+  function choiceList(choice, full = false) {
+    const list = el(full ? "table" : "div", "aigc-eval-choices");
+    (choice.choices || []).forEach((text, index) => {
+      const logprob = choice.logprobs?.[index];
+      const marks = (index === choice.pick ? "▶" : "") + (index === choice.pick_norm ? "n" : "")
+        + (index === choice.gold ? "✓" : "");
+      const value = isNumber(logprob) ? (full ? String(Number(logprob.toPrecision(6))) : fmt(logprob)) : "–";
+      const line = el(full ? "tr" : "div", "aigc-eval-choice");
+      line.dataset.choice = index;
+      if (index === choice.pick) line.dataset.picked = "1";
+      if (index === choice.pick_norm) line.dataset.pickedNorm = "1";
+      if (index === choice.gold) line.dataset.gold = "1";
+      if (index === choice.gold) line.style.fontWeight = "bold";
+      if (index === choice.pick && index !== choice.gold) line.style.color = "var(--jp-error-color1, #c62828)";
+      const parts = [el(full ? "td" : "span", "aigc-eval-choice-mark", marks.padEnd(2, " ")),
+        el(full ? "td" : "span", "aigc-eval-choice-text", full ? text : `${text}: `),
+        el(full ? "td" : "span", "aigc-eval-choice-logprob", value)];
+      line.append(...parts);
+      line.title = `${text}\nlog-probability ${isNumber(logprob) ? logprob : "–"}`
+        + (index === choice.pick ? "\npicked (highest log-probability)" : "")
+        + (index === choice.pick_norm ? "\npicked per character (acc_norm)" : "")
+        + (index === choice.gold ? "\nthe gold answer" : "");
+      list.append(line);
+    });
+    return list;
+  }
+
   function buildRow(row, index, ranges) {
     const tr = el("tr");
     tr.dataset.row = index;
@@ -372,6 +401,7 @@ function render({ model, el: root }) {
           if (!cell.output) output.textContent = "(empty answer)";
           td.append(output);
         }
+        if (cell.choice) td.append(choiceList(cell.choice));
         const badges = el("div", "aigc-eval-badges");
         for (const metric of metrics()) badges.append(badge(metric, cell.scores?.[metric], ranges[metric]));
         if (cell.reused) {
@@ -494,7 +524,8 @@ function render({ model, el: root }) {
       parts.push(section("output", el("div", "aigc-eval-waiting", text)));
     } else {
       const output = el("pre", "aigc-eval-full-output", cell.output || "");
-      parts.push(section("output", output));
+      parts.push(section(cell.choice ? "picked" : "output", output));
+      if (cell.choice) parts.push(section("choices (▶ picked · n per character · ✓ gold)", choiceList(cell.choice, true)));
       if (cell.error) parts.push(section("error", el("pre", "aigc-eval-error", cell.error)));
       const scores = el("table", "aigc-eval-detail-scores");
       for (const metric of metrics()) {
