@@ -299,13 +299,12 @@ def test_runner_n_fans_out_seed_plus_i(target):
     assert len({r.text for r in responses}) == 3, "three seeds, three different answers"
 
 
-def test_runner_column_i_is_the_answer_of_seed_plus_i(target, request):
+def test_runner_column_i_is_the_answer_of_seed_plus_i(target):
     """README: --seed gives reproducible sampling; runner: completion i of -n is its own request with seed + i."""
     if target.name == "openai":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "A server decides how it batches concurrent requests: llama.cpp's server batches them, which changes "
-            "the last bits of the numbers, so seeded answers made together differ from lone ones. In the "
-            "kernel, seeded requests run alone on the llama.cpp engine; a server is out of the kernel's hands.")))
+        pytest.skip("A server decides how it batches concurrent requests: llama.cpp's server may batch them, which "
+                    "changes the last bits of the numbers, so seeded answers made together may or may not equal lone "
+                    "ones (it depends on timing). The kernel only promises seed + i per column there, checked above.")
     view = RecordingView()
     request_ = ask(STORY, n=3, seed=5, temperature=1, max_tokens=48)
     together = [r.text for r in TextRunner(target.registry).run([Variant(target.ref, request_)], view,
