@@ -380,16 +380,24 @@ class AigcMagics(Magics):
 
         from .views.eval import TerminalEvalView, evaluation_html
 
-        if not args.data:
-            raise AigcError("%%aigc_eval needs --data.", "Name a variable holding the examples, or a .csv/.jsonl path.")
-        if not cell.strip():
+        if not args.data and not args.promptfoo:
+            raise AigcError("%%aigc_eval needs --data.", "Name a variable holding the examples, or a .csv/.jsonl path "
+                            "(or give a promptfoo suite with --promptfoo).")
+        if not cell.strip() and not args.promptfoo:
             raise AigcError("The cell has no prompt template.", "Write the prompt below the first line, with "
                             "{column} where each example's field goes.")
+        copy = None  # the saved notebook's HTML copy, redrawn as ratings come
         if frontend(self.shell) == "jupyter":
             from .views.widgets.eval_grid import EvalGrid
 
-            view = EvalGrid()
-            view.on_stop = cancel.set
+            def rate(evaluation, row, variant, rating) -> None:
+                self.session.evaluate.rate(evaluation, row, variant, rating)
+                if copy is not None:
+                    copy.update({"text/html": evaluation_html(evaluation)}, raw=True,
+                                metadata={"jupyter_aigc": {"evaluation": evaluation.summary}})
+
+            view = EvalGrid(blind=bool(args.blind))
+            view.on_stop, view.on_rate = cancel.set, rate
             display(view)
         else:
             view = TerminalEvalView()
@@ -397,8 +405,8 @@ class AigcMagics(Magics):
         if args.output:
             self._store(args.output, self.session.evaluate.dataframe(evaluation))
         if frontend(self.shell) == "jupyter":
-            display({"text/html": evaluation_html(evaluation)}, raw=True,
-                    metadata={"jupyter_aigc": {"evaluation": evaluation.summary}})
+            copy = display({"text/html": evaluation_html(evaluation)}, raw=True, display_id=True,
+                           metadata={"jupyter_aigc": {"evaluation": evaluation.summary}})
         asked = sum(c.response is not None for c in evaluation.cells) - evaluation.reused
         print(f"{asked} {'items scored' if evaluation.task == 'choice' else 'answers asked'}, "
               f"{evaluation.reused} reused from earlier runs"

@@ -90,6 +90,7 @@ def hostile():
 @pytest.fixture
 def ev(shell):
     shell.user_ns["qa"] = [dict(row) for row in QA]
+    shell.user_ns.pop("df", None)  # the shell is shared: another file's test may have left one
     shell.run_line_magic("aigc", "history --clear")
     return shell
 

@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
     time REAL NOT NULL,
     response TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ratings (
+    key TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    answer TEXT NOT NULL,
+    rating TEXT NOT NULL
 )
 """
 
@@ -108,6 +114,17 @@ class HistoryStore(Sequence):
         data = redact(json.dumps(response, default=str))
         self._query("INSERT OR REPLACE INTO answers (key, time, response) VALUES (?, ?, ?)", (key, time.time(), data))
 
+    def rating(self, key: str, answer: str) -> dict | None:
+        """A person's rating of an evaluation cell's answer (``answer`` is the answer's digest): None when there
+        is none, or when it rated another answer under the same key (the answer changed)."""
+        row = self._query("SELECT rating FROM ratings WHERE key = ? AND answer = ?", (key, answer)).fetchone()
+        return _entry(row[0]) if row else None
+
+    def store_rating(self, key: str, answer: str, rating: dict) -> None:
+        data = redact(json.dumps(rating))
+        self._query("INSERT OR REPLACE INTO ratings (key, time, answer, rating) VALUES (?, ?, ?, ?)",
+                    (key, time.time(), answer, data))
+
     def recent(self, count: int, contains: str = "", this_kernel: bool = False) -> list[dict]:
         """The newest ``count`` entries of every kernel, oldest first; ``contains`` filters on prompt or answer."""
         where, params = ["1=1"], []
@@ -122,8 +139,9 @@ class HistoryStore(Sequence):
         return [entry for row in reversed(rows) if (entry := _entry(row[0])) is not None]
 
     def clear(self) -> int:
-        """Delete every entry and stored evaluation answer; returns how many entries there were."""
+        """Delete every entry, stored evaluation answer and rating; returns how many entries there were."""
         self._query("DELETE FROM answers")
+        self._query("DELETE FROM ratings")
         return self._query("DELETE FROM history").rowcount
 
     def __len__(self) -> int:

@@ -23,6 +23,7 @@ from ..core.types import Request, Response
 from ..views.outside import say
 from .eval_data import check_template, columns_of, fill, load_rows
 from .gpt import sampling_grid
+from . import review
 from .metrics import JUDGE_SCHEMA, Metric, Scorer, build, judge_prompt, judge_verdict
 from .runner import Variant
 
@@ -90,6 +91,8 @@ class Cell:
     scores: dict = field(default_factory=dict)
     reason: str = ""
     choice: dict | None = None  # --task choice: the choices, their log-probabilities, the picks and the gold
+    checks: list[dict] | None = None  # --promptfoo: each assertion's type, pass, score and reason
+    rating: dict | None = None  # human review: {"pass": bool | None, "score": 1..5 | None, "note": str}
 
     @property
     def partial(self) -> bool:
@@ -108,6 +111,9 @@ class Evaluation:
     stopped: bool = False
     include_partial: bool = False
     task: str = "generate"
+    directions: dict = field(default_factory=dict)  # metric name -> higher is better (True, False or None)
+    agreement: dict = field(default_factory=dict)  # automatic metric -> agreement with people's ratings
+    frames: list = field(default_factory=list)  # the DataFrames made of it (-o): ratings given later reach them
 
     @property
     def failed(self) -> list[Cell]:
@@ -126,7 +132,13 @@ class Evaluation:
 
 def summarise(evaluation: Evaluation, metrics: list[Metric]) -> dict:
     """Per metric and variant: mean, 95% interval (normal approximation), count, partial answers left out;
-    and the best variant."""
+    and the best variant. People's ratings, where there are any, join as the metrics human and human_pass, and
+    ``evaluation.agreement`` is worked out anew."""
+    if review.rated(evaluation):
+        metrics = [m for m in metrics if m.name not in review.HUMAN_NAMES] + review.HUMAN
+        evaluation.metrics = [m.name for m in metrics]
+    evaluation.directions = {m.name: m.higher for m in metrics}
+    evaluation.agreement = review.agreement(evaluation)
     summary = {}
     for metric in metrics:
         per_variant = []
@@ -181,6 +193,10 @@ class EvalTask:
         from .choice import check_args, run_choice
 
         check_args(args)
+        if getattr(args, "promptfoo", None):
+            from .promptfoo import run_promptfoo
+
+            return run_promptfoo(self, args, template, namespace, cancel, view)
         if getattr(args, "task", None) == "choice":
             return run_choice(self, args, template, namespace, cancel, view)
         rows, variants, cells = self.plan(args, template.strip(), namespace)
@@ -248,6 +264,7 @@ class EvalTask:
             if response is not None:
                 cell.response, cell.reused = response, True
                 scorer.score(cell)
+                review.load(self.session.history, cell)
 
     def judge_model(self, name: str, key_env: str | None):
         """The judge's ModelRef, loaded now: a judge that cannot answer is refused before any work."""
@@ -275,6 +292,7 @@ class EvalTask:
             cell.response = response
             if response.finish_reason in STORED and not response.error:
                 self.session.history.store_answer(cell.key, response.metadata())
+            review.load(self.session.history, cell)
             done(cell)
 
         self.session.begin()
@@ -305,6 +323,33 @@ class EvalTask:
             score, reason = judge_verdict(response.text)
             cell.scores["judge"], cell.reason = score, reason or (response.error or "")
 
+    def rate(self, evaluation: Evaluation, row: int, variant: int, rating: dict) -> Cell:
+        """A person's rating of one answer (``{"pass": bool, "score": 1..5, "note": str}``, None for each part
+        not given), kept in the history store; during a run too. The summary, the agreement and the DataFrames
+        made with -o follow."""
+        width = len(evaluation.titles)
+        if not (isinstance(row, int) and isinstance(variant, int) and 0 <= row < len(evaluation.rows)
+                and 0 <= variant < width):
+            raise AigcError(f"There is no answer at example {row}, variant {variant}.",
+                            f"Examples count from 0 to {len(evaluation.rows) - 1}, variants from 0 to {width - 1}.")
+        cell = evaluation.cells[row * width + variant]
+        review.store(self.session.history, cell, rating)
+        if review.rated(evaluation):
+            evaluation.metrics = [n for n in evaluation.metrics if n not in review.HUMAN_NAMES] + \
+                [m.name for m in review.HUMAN]
+        if evaluation.summary:  # the run has ended: summarise again (while it runs, its end does)
+            evaluation.summary = summarise(evaluation, [Metric(name, lambda *a: None, higher)
+                                                        for name, higher in evaluation.directions.items()])
+        else:
+            evaluation.agreement = review.agreement(evaluation)
+        index = row * width + variant
+        for frame in evaluation.frames:
+            if index in frame.index:
+                for column, value in zip(review.RATING_COLUMNS, rating_values(cell)):
+                    frame.at[index, column] = value
+            frame.attrs["summary"], frame.attrs["agreement"] = evaluation.summary, evaluation.agreement
+        return cell
+
     def _record(self, evaluation: Evaluation, template: str, variants: list[Variant], failed: bool) -> None:
         data_hash = hashlib.sha256(json.dumps(evaluation.rows, sort_keys=True, default=str).encode()).hexdigest()
         self.session.history.append({
@@ -316,14 +361,17 @@ class EvalTask:
 
     @staticmethod
     def dataframe(evaluation: Evaluation):
-        """One row per example × variant: the data's columns, variant, output, finish and one column per
-        metric (with --task choice also logprobs, pick, pick_norm and gold). A data column named like one of these
-        keeps its values as ``data_NAME`` (``.attrs['renamed']``)."""
+        """One row per example × variant: the data's columns, variant, output, finish, one column per metric
+        (with --task choice also logprobs, pick, pick_norm and gold; with --promptfoo checks), and the people's
+        ratings (human, human_pass, human_note), which follow ratings given later. A data column named like one of
+        these keeps its values as ``data_NAME`` (``.attrs['renamed']``)."""
         import pandas as pd
 
-        ours = ["variant", "output", "finish", *evaluation.metrics] + \
+        scores = [name for name in evaluation.metrics if name not in review.HUMAN_NAMES]
+        ours = ["variant", "output", "finish", *scores] + \
             (["judge_reason"] if "judge" in evaluation.metrics else []) + \
-            (list(CHOICE_COLUMNS) if evaluation.task == "choice" else [])
+            (list(CHOICE_COLUMNS) if evaluation.task == "choice" else []) + \
+            (["checks"] if evaluation.task == "promptfoo" else []) + list(review.RATING_COLUMNS)
         columns = columns_of(evaluation.rows)
         renamed = {}
         for name in columns:
@@ -338,19 +386,29 @@ class EvalTask:
             record["variant"] = evaluation.titles[cell.variant]
             record["output"] = cell.response.text if cell.response is not None else None
             record["finish"] = cell.response.finish_reason if cell.response is not None else None
-            record.update({name: cell.scores.get(name) for name in evaluation.metrics})
+            record.update({name: cell.scores.get(name) for name in scores})
             if "judge" in evaluation.metrics:
                 record["judge_reason"] = cell.reason
             if evaluation.task == "choice":
                 record.update({column: (cell.choice or {}).get(column) for column in CHOICE_COLUMNS})
+            if evaluation.task == "promptfoo":
+                record["checks"] = cell.checks
+            record.update(zip(review.RATING_COLUMNS, rating_values(cell)))
             records.append(record)
-        frame = pd.DataFrame.from_records(records)
-        frame.attrs["summary"] = evaluation.summary
+        frame = pd.DataFrame.from_records(records).astype({"human": float, "human_pass": object, "human_note": object})
+        evaluation.frames.append(frame)
+        frame.attrs["summary"], frame.attrs["agreement"] = evaluation.summary, evaluation.agreement
         frame.attrs["reused"] = evaluation.reused
         frame.attrs["renamed"] = renamed
         for old, new in renamed.items():
             say(f"The data's column '{old}' is '{new}' in the DataFrame ('{old}' is the evaluation's own).")
         return frame
+
+
+def rating_values(cell) -> tuple:
+    """(human score 1–5, human pass True/False, note) of a cell, None where not given."""
+    rating = cell.rating or {}
+    return rating.get("score"), rating.get("pass"), rating.get("note") or None
 
 
 def response_from(stored) -> Response | None:

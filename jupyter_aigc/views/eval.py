@@ -78,6 +78,28 @@ def choice_html(choice: dict | None) -> str:
     return "<br>" + "<br>".join(f"{escape(marks)} {html(text, 200)}" for marks, text in lines)
 
 
+def rating_text(rating: dict | None) -> str:
+    """'reviewed: pass, 4/5, note: …' for a rated answer, '' otherwise."""
+    if not rating:
+        return ""
+    parts = [{True: "pass", False: "fail"}.get(rating.get("pass"), "")]
+    parts.append(f"{rating['score']}/5" if rating.get("score") else "")
+    parts.append(f"note: {rating['note']}" if rating.get("note") else "")
+    return "reviewed: " + ", ".join(p for p in parts if p)
+
+
+def checks_text(checks: list | None) -> list[str]:
+    """'✓ contains Paris' per assertion of a --promptfoo test."""
+    return [f"{'✓' if c.get('pass') else '✗'} {c.get('type')} {'' if c.get('value') is None else c.get('value')}".strip()
+            for c in checks or []]
+
+
+def agreement_rows(evaluation) -> list[list[str]]:
+    """Per automatic metric: its name, Cohen's kappa (pairs) and Spearman's rho (pairs) against people."""
+    return [[name, f"{_number(entry['kappa'])} ({entry['kappa_n']})", f"{_number(entry['rho'])} ({entry['rho_n']})"]
+            for name, entry in evaluation.agreement.items()]
+
+
 def evaluation_html(evaluation) -> str:
     """Summary and rows as a sanitised HTML table, marked as the copy the live widget hides."""
     head = "".join(f"<th>{escape(t)}</th>" for t in ["metric", *evaluation.titles])
@@ -93,11 +115,19 @@ def evaluation_html(evaluation) -> str:
             scores = ", ".join(f"{k} {_number(v)}" for k, v in cell.scores.items())
             mark = f"<em>{html(cell_mark(cell))}</em> " if cell_mark(cell) else ""
             choices = choice_html(cell.choice)
-            cells.append(f"<td>{output}{choices}<br><sub>{mark}{escape(scores)}</sub></td>")
+            checks = "".join(f"<br>{html(line, 300)}" for line in checks_text(cell.checks))
+            review = f"<br><sub>{html(rating_text(cell.rating), 600)}</sub>" if cell.rating else ""
+            cells.append(f"<td>{output}{choices}{checks}<br><sub>{mark}{escape(scores)}</sub>{review}</td>")
         body.append(f"<tr><td>{fields}</td>{''.join(cells)}</tr>")
     examples = "".join(f"<th>{escape(t)}</th>" for t in ["example", *evaluation.titles])
     note = f"<p><sub>{'; '.join(html(line, 400) for line in notes(evaluation))}</sub></p>"
-    return sanitize(f"<table><thead><tr>{head}</tr></thead><tbody>{summary}</tbody></table>{note}"
+    agree = ""
+    if evaluation.agreement:
+        agree = "<table><thead><tr><th>agreement with people</th><th>Cohen's κ (pass/fail)</th>" \
+                "<th>Spearman's ρ (1–5)</th></tr></thead><tbody>" + "".join(
+                    "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                    for row in agreement_rows(evaluation)) + "</tbody></table>"
+    return sanitize(f"<table><thead><tr>{head}</tr></thead><tbody>{summary}</tbody></table>{agree}{note}"
                     f"<table><thead><tr>{examples}</tr></thead><tbody>{''.join(body)}</tbody></table>") + FALLBACK_MARKER
 
 

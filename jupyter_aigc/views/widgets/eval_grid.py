@@ -1,7 +1,10 @@
-"""EvalGrid: %%aigc_eval's grid (rows = examples, a column per variant, scores, summary, detail, progress)."""
+"""EvalGrid: %%aigc_eval's grid (rows = examples, a column per variant, scores, summary, detail, progress),
+and people's review of the answers (pass/fail, 1–5, a note; blind mode)."""
 
 from __future__ import annotations
 
+import hashlib
+import random
 import threading
 import time
 from pathlib import Path
@@ -30,13 +33,30 @@ def cell_state(cell) -> dict:
              "finish": response.finish_reason, "elapsed": round(response.elapsed, 3)}
     if cell.choice is not None:  # --task choice: each choice's log-probability, the picks and the gold
         state["choice"] = cell.choice
+    if cell.checks is not None:  # --promptfoo: each assertion's verdict
+        state["checks"] = cell.checks
+    if cell.rating is not None:
+        state["rating"] = cell.rating
     return state
+
+
+def blind_order(evaluation) -> list[list[int]]:
+    """Each row's variants in a shuffled order for blind review: fixed for the same answers' keys, so a re-run
+    shows the same order, and different from row to row."""
+    width = len(evaluation.titles)
+    orders = []
+    for index in range(len(evaluation.rows)):
+        keys = "".join(c.key for c in evaluation.cells[index * width:(index + 1) * width])
+        order = list(range(width))
+        random.Random(hashlib.sha256(keys.encode()).hexdigest()).shuffle(order)
+        orders.append(order)
+    return orders
 
 
 class EvalGrid(anywidget.AnyWidget):
     """Every text travels as data and is drawn with textContent in the browser: nothing from a model runs."""
 
-    _esm = STATIC / "eval_grid.js"
+    _esm = (STATIC / "eval_review.js").read_text() + "\n" + (STATIC / "eval_grid.js").read_text()
     _css = css("eval_grid.css")
 
     titles = List(Unicode()).tag(sync=True)
@@ -46,18 +66,43 @@ class EvalGrid(anywidget.AnyWidget):
     summary = Dict().tag(sync=True)
     progress = Dict().tag(sync=True)
     running = Bool(False).tag(sync=True)
+    ranges = Dict().tag(sync=True)  # metric -> [low, high] (or None): badge colours and pass filters
+    agreement = Dict().tag(sync=True)  # automatic metric -> Cohen's kappa and Spearman's rho with people
+    blind = Bool(False).tag(sync=True)
+    order = List(List()).tag(sync=True)  # blind mode: each row's variants in the order shown
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.on_stop: Callable[[], None] | None = None
+        # on_rate(evaluation, row, variant, rating): a person rated an answer (raises AigcError to refuse it)
+        self.on_rate: Callable | None = None
         self._lock = threading.Lock()
         self._pushed = 0.0
         self._started = time.monotonic()
         self.on_msg(self._handle_message)
 
     def _handle_message(self, widget, content, buffers) -> None:
-        if isinstance(content, dict) and content.get("type") == "stop" and self.on_stop:
+        if not isinstance(content, dict):
+            return
+        if content.get("type") == "stop" and self.on_stop:
             self.on_stop()
+        elif content.get("type") == "rate" and self.on_rate and getattr(self, "_evaluation", None) is not None:
+            self._rate(content.get("row"), content.get("variant"), content.get("rating"))
+
+    def _rate(self, row, variant, rating) -> None:
+        from ...core.errors import AigcError
+        from ..outside import plain
+
+        try:
+            self.on_rate(self._evaluation, row, variant, rating)
+        except AigcError as error:
+            self.send({"type": "rating-refused", "row": row, "variant": variant,
+                       "text": plain(f"{error.message} {error.fix}".strip())})
+        self.metrics = list(self._evaluation.metrics)
+        self.agreement = self._evaluation.agreement
+        if not self.running:
+            self.summary = self._evaluation.summary
+        self._push(force=True)
 
     def begin(self, evaluation) -> None:
         from ...tasks.eval_data import columns_of
@@ -66,6 +111,8 @@ class EvalGrid(anywidget.AnyWidget):
         self.titles, self.metrics = list(evaluation.titles), list(evaluation.metrics)
         self.fields = columns_of(evaluation.rows)
         self._evaluation = evaluation
+        if self.blind:
+            self.order = blind_order(evaluation)
         self.running = True
         self._push(force=True)
 
@@ -73,11 +120,15 @@ class EvalGrid(anywidget.AnyWidget):
         self._push()
 
     def end(self, evaluation) -> None:
+        self.metrics = list(evaluation.metrics)
         self.summary = evaluation.summary
+        self.agreement = evaluation.agreement
         self.running = False
         self._push(force=True)
 
     def _push(self, force: bool = False) -> None:
+        from ...tasks.review import ranges
+
         now = time.monotonic()
         with self._lock:
             if not force and now - self._pushed < PUSH_INTERVAL:
@@ -96,6 +147,7 @@ class EvalGrid(anywidget.AnyWidget):
             self.progress = {"done": done, "total": len(evaluation.cells), "reused": evaluation.reused,
                              "eta_s": eta, "stopped": evaluation.stopped, "failed": len(evaluation.failed),
                              "include_partial": evaluation.include_partial}
+            self.ranges = ranges(evaluation)
             self.rows = rows
 
     def _repr_mimebundle_(self, **kwargs):

@@ -2,13 +2,13 @@
 // score badges, sorting, filters and a detail panel. Every text from the data or a model (fields, prompts,
 // outputs, errors, reasons, titles, metric names) goes in with textContent: nothing of it is parsed as HTML.
 // A "partial" cell (stopped or cut off) is marked, and left out of the means unless the run counts it.
+// Human review: every answer can be rated pass/fail, 1–5 and with a note, from the keyboard (j/k or arrows to
+// move, 1–5, p, f, n for a note); in blind mode each row's columns are shuffled and names and scores hidden
+// until Reveal. Score ranges (for colours and pass filters) come from the kernel (`ranges`).
 
 const Z95 = 1.959964;
-// Known score ranges: badges are coloured red → green on these; other metrics (length, latency, tokens,
-// cost) get a neutral badge. A notebook function's metric is coloured when all its scores lie in 0..1.
-const RANGES = { acc: [0, 1], acc_norm: [0, 1], exact: [0, 1], contains: [0, 1], rouge: [0, 1], json: [0, 1], judge: [1, 5], bleu: [0, 100], chrf: [0, 100] };
-const UNRANGED = new Set(["length", "latency", "tokens", "cost"]);
 const LOWER_IS_BETTER = new Set(["latency", "cost"]);
+const NAV = { j: [1, 0], ArrowDown: [1, 0], k: [-1, 0], ArrowUp: [-1, 0], ArrowLeft: [0, -1], h: [0, -1], ArrowRight: [0, 1], l: [0, 1] };
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -46,7 +46,10 @@ function render({ model, el: root }) {
   const on = (node, type, handler) => node.addEventListener(type, handler, { signal: listeners.signal });
 
   // what the user chose: kept across every redraw
-  const state = { sort: null, metric: null, a: 0, b: 1, aFailsBPasses: false, disagree: false, search: "", detail: null };
+  const state = { sort: null, metric: null, a: 0, b: 1, aFailsBPasses: false, disagree: false, search: "", detail: null,
+    revealed: false, visible: [] };
+  const local = new Map(); // "row:variant" -> a rating sent to the kernel and not yet back in `rows`
+  const blindNow = () => !!model.get("blind") && !state.revealed;
 
   // header bar
   const head = el("div", "aigc-eval-head");
@@ -57,12 +60,16 @@ function render({ model, el: root }) {
   const reused = el("span", "aigc-eval-reused");
   const left = el("span", "aigc-eval-eta");
   const note = el("span", "aigc-eval-note");
+  const rated = el("span", "aigc-eval-rated");
+  const reveal = el("button", "aigc-eval-reveal", "Reveal names");
+  reveal.title = "Blind review: show the variants' names and scores";
   const stop = el("button", "aigc-eval-stop", "■ Stop");
   stop.title = "Stop asking: the answers so far are kept and scored";
-  head.append(bar, count, reused, left, note, stop);
+  head.append(bar, count, reused, left, note, rated, reveal, stop);
 
-  // summary
+  // summary, and how far each metric agrees with people's ratings
   const summary = el("table", "aigc-eval-summary");
+  let agreement = agreementTable({}, []);
 
   // filter bar
   const filters = el("div", "aigc-eval-filters");
@@ -105,7 +112,8 @@ function render({ model, el: root }) {
   const detail = el("div", "aigc-eval-detail");
   detail.hidden = true;
 
-  root.append(head, summary, filters, scroller, empty, detail);
+  scroller.dataset.lmSuppressShortcuts = "true"; // j, k, 1–5, p, f rate here: not JupyterLab's shortcuts
+  root.append(head, summary, agreement, filters, scroller, empty, detail);
 
   const rowCache = new Map(); // row index -> {key, tr}
   let lastTitles = "";
@@ -118,19 +126,48 @@ function render({ model, el: root }) {
   const rows = () => model.get("rows") || [];
 
   function rangeOf(metric) {
-    if (metric.startsWith("regex:")) return [0, 1];
-    if (RANGES[metric]) return RANGES[metric];
-    if (UNRANGED.has(metric)) return null;
-    let seen = false;
-    for (const row of rows()) {
-      for (const cell of row.cells || []) {
-        const value = cell?.scores?.[metric];
-        if (!isNumber(value)) continue;
-        if (value < 0 || value > 1) return null;
-        seen = true;
-      }
-    }
-    return seen ? [0, 1] : null;
+    return (model.get("ranges") || {})[metric] || null;
+  }
+
+  // ---- ratings: what the kernel has, or what was just given and is on its way
+  function ratingOf(rowIndex, variant) {
+    const key = `${rowIndex}:${variant}`;
+    return local.has(key) ? local.get(key) : rows()[rowIndex]?.cells?.[variant]?.rating || null;
+  }
+
+  function variantAt(rowIndex, position) {
+    const order = blindNow() ? (model.get("order") || [])[rowIndex] : null;
+    return order ? order[position] : position;
+  }
+
+  function rate(rowIndex, variant, change) {
+    const cell = rows()[rowIndex]?.cells?.[variant];
+    if (!cell || (cell.status !== "done")) return;
+    const current = { ...EMPTY_RATING, ...(ratingOf(rowIndex, variant) || {}) };
+    const next = { ...current, ...change };
+    for (const part of ["pass", "score"]) if (part in change && change[part] === current[part]) next[part] = null;
+    local.set(`${rowIndex}:${variant}`, next);
+    model.send({ type: "rate", row: rowIndex, variant, rating: next });
+    drawGrid();
+    drawDetail();
+    drawRated();
+  }
+
+  function drawRated() {
+    let done = 0;
+    let total = 0;
+    rows().forEach((row, index) => (row.cells || []).forEach((cell, variant) => {
+      if (cell?.status !== "done") return;
+      total += 1;
+      const r = ratingOf(index, variant);
+      if (r && (r.pass !== null || r.score !== null)) done += 1;
+    }));
+    rated.textContent = total ? `${done} / ${total} rated` : "";
+    rated.dataset.rated = done;
+    rated.title = "answers rated by you: click ✓ ✗ 1–5 in a cell, or focus one and press p, f, 1–5 (j/k move, n for a note)";
+    reveal.style.display = model.get("blind") ? "" : "none";
+    reveal.textContent = state.revealed ? "Hide names" : "Reveal names";
+    root.classList.toggle("aigc-eval-blind", blindNow());
   }
 
   function normalised(metric, value, range = rangeOf(metric)) {
@@ -187,7 +224,10 @@ function render({ model, el: root }) {
   function drawSummary() {
     const data = model.get("summary") || {};
     summary.replaceChildren();
-    if (!metrics().length) return;
+    const fresh = agreementTable(blindNow() ? {} : model.get("agreement") || {}, metrics());
+    agreement.replaceWith(fresh);
+    agreement = fresh;
+    if (!metrics().length || blindNow()) return;
     const top = el("tr");
     top.append(el("th", "aigc-eval-corner", "metric"));
     for (const title of titles()) top.append(el("th", "aigc-eval-variant", title));
@@ -273,7 +313,8 @@ function render({ model, el: root }) {
       fillSelect(bSelect, options, state.b);
       if (state.sort && state.sort.variant >= t.length) state.sort = null;
     }
-    for (const label of pairControls) label.style.display = t.length > 1 ? "" : "none";
+    for (const label of pairControls) label.style.display = t.length > 1 && !blindNow() ? "" : "none";
+    metricSelect.parentNode.style.display = blindNow() ? "none" : "";
     metricSelect.value = state.metric ?? "";
     failPass.checked = state.aFailsBPasses;
     disagree.checked = state.disagree;
@@ -281,7 +322,7 @@ function render({ model, el: root }) {
 
   // ---- grid
   function drawGridHead() {
-    const key = JSON.stringify([titles(), state.sort]);
+    const key = JSON.stringify([titles(), state.sort, blindNow()]);
     if (gridHead._aigcKey === key) return;
     gridHead._aigcKey = key;
     const tr = el("tr");
@@ -291,6 +332,12 @@ function render({ model, el: root }) {
     tr.append(example);
     titles().forEach((title, variant) => {
       const th = el("th", "aigc-eval-variant-head");
+      if (blindNow()) {
+        th.append(el("span", "aigc-eval-title", `answer ${variant + 1}`));
+        th.title = "blind review: each row's answers are shuffled and their names hidden until Reveal names";
+        tr.append(th);
+        return;
+      }
       th.dataset.variant = variant;
       th.append(el("span", "aigc-eval-title", title));
       const arrow = el("span", "aigc-eval-arrow");
@@ -369,10 +416,12 @@ function render({ model, el: root }) {
     const extra = (model.get("fields") || []).length - names.length;
     if (extra > 0) fieldsCell.append(el("div", "aigc-eval-more", `+${extra} more (click an answer)`));
     tr.append(fieldsCell);
-    titles().forEach((_, variant) => {
+    titles().forEach((_, position) => {
+      const variant = variantAt(index, position);
       const cell = row.cells?.[variant] || { status: "waiting" };
       const td = el("td", "aigc-eval-cell");
       td.dataset.variant = variant;
+      td.dataset.position = position;
       td.dataset.row = index;
       td.dataset.status = cell.status || "waiting";
       td.tabIndex = 0;
@@ -402,9 +451,17 @@ function render({ model, el: root }) {
           td.append(output);
         }
         if (cell.choice) td.append(choiceList(cell.choice));
+        if (cell.checks && !blindNow()) td.append(checksList(cell.checks));
+        const rating = ratingOf(index, variant);
+        if (cell.status === "done" && !cell.choice) { // people review generated answers, not choice picks
+          td.append(reviewBar(rating));
+          td.dataset.pass = rating?.pass === true ? "1" : rating?.pass === false ? "0" : "";
+          td.dataset.score = rating?.score ?? "";
+        }
         const badges = el("div", "aigc-eval-badges");
-        for (const metric of metrics()) badges.append(badge(metric, cell.scores?.[metric], ranges[metric]));
-        if (cell.reused) {
+        const shown = blindNow() ? [] : metrics().filter((m) => m !== "human" && m !== "human_pass");
+        for (const metric of shown) badges.append(badge(metric, cell.scores?.[metric], ranges[metric]));
+        if (cell.reused && !blindNow()) {
           const mark = el("span", "aigc-eval-reused-mark", "↺");
           mark.title = "reused from an earlier run";
           badges.append(mark);
@@ -443,7 +500,8 @@ function render({ model, el: root }) {
     drawGridHead();
     const data = rows();
     const ranges = Object.fromEntries(metrics().map((m) => [m, rangeOf(m)]));
-    const context = JSON.stringify([titles(), metrics(), model.get("fields"), ranges, state.detail, model.get("running")]);
+    const context = JSON.stringify([titles(), metrics(), model.get("fields"), ranges, state.detail, model.get("running"),
+      blindNow()]);
     if (context !== lastContext) {
       lastContext = context;
       rowCache.clear();
@@ -463,9 +521,11 @@ function render({ model, el: root }) {
       });
     }
     order = order.filter((index) => matches(data[index], ranges));
+    const active = document.activeElement?.closest?.(".aigc-eval-cell");
+    const focused = active && gridBody.contains(active) ? [active.dataset.row, active.dataset.variant] : null;
     const trs = order.map((index) => {
       const row = data[index];
-      const key = JSON.stringify(row);
+      const key = JSON.stringify([row, (row.cells || []).map((_, v) => local.get(`${index}:${v}`) || null)]);
       let cached = rowCache.get(index);
       if (!cached || cached.key !== key) {
         cached = { key, tr: buildRow(row, index, ranges) };
@@ -474,6 +534,10 @@ function render({ model, el: root }) {
       return cached.tr;
     });
     gridBody.replaceChildren(...trs);
+    state.visible = order;
+    if (focused && !gridBody.contains(document.activeElement)) {
+      gridBody.querySelector(`.aigc-eval-cell[data-row="${focused[0]}"][data-variant="${focused[1]}"]`)?.focus({ preventScroll: true });
+    }
     shown.textContent = `${order.length} of ${data.length} rows`;
     shown.dataset.shown = order.length;
     shown.dataset.total = data.length;
@@ -498,12 +562,18 @@ function render({ model, el: root }) {
       return;
     }
     const cell = row.cells?.[target.variant] || { status: "waiting" };
-    const key = JSON.stringify([target, row, titles()[target.variant], metrics(), model.get("running")]);
+    const rating = ratingOf(target.row, target.variant);
+    const key = JSON.stringify([target, row, rating, titles()[target.variant], metrics(), model.get("running"), blindNow()]);
     detail.hidden = false;
     if (key === detailKey) return; // unchanged: keep the selection and the scroll
+    const typing = document.activeElement?.classList?.contains("aigc-eval-note-input") && detail.contains(document.activeElement);
+    if (typing && detail.dataset.target === JSON.stringify(target)) return; // never under the reviewer's typing
     detailKey = key;
+    detail.dataset.target = JSON.stringify(target);
+    const blind = blindNow();
+    const name = blind ? `answer ${(model.get("order")?.[target.row] || []).indexOf(target.variant) + 1}` : titles()[target.variant];
     const top = el("div", "aigc-eval-detail-head");
-    top.append(el("span", "aigc-eval-detail-title", `example ${target.row + 1} · ${titles()[target.variant]}`));
+    top.append(el("span", "aigc-eval-detail-title", `example ${target.row + 1} · ${name}`));
     const close = el("button", "aigc-eval-close", "×");
     close.title = "close";
     close.dataset.close = "1";
@@ -527,6 +597,25 @@ function render({ model, el: root }) {
       parts.push(section(cell.choice ? "picked" : "output", output));
       if (cell.choice) parts.push(section("choices (▶ picked · n per character · ✓ gold)", choiceList(cell.choice, true)));
       if (cell.error) parts.push(section("error", el("pre", "aigc-eval-error", cell.error)));
+      if (cell.status === "done" && !cell.choice) {
+        const box = el("div", "aigc-eval-review-box");
+        const noteBox = el("textarea", "aigc-eval-note-input");
+        noteBox.value = rating?.note || "";
+        noteBox.rows = 2;
+        noteBox.placeholder = "a note on this answer (kept when you leave the box; Esc goes back to the grid)";
+        noteBox.dataset.row = target.row;
+        noteBox.dataset.variant = target.variant;
+        box.append(reviewBar(rating), noteBox);
+        box.dataset.row = target.row;
+        box.dataset.variant = target.variant;
+        parts.push(section("your review", box));
+      }
+      if (blind) {
+        parts.push(el("div", "aigc-eval-meta", "blind review: scores and names are hidden until Reveal names"));
+        detail.replaceChildren(...parts);
+        return;
+      }
+      if (cell.checks) parts.push(section("assertions", checksList(cell.checks, true)));
       const scores = el("table", "aigc-eval-detail-scores");
       for (const metric of metrics()) {
         const tr = el("tr");
@@ -556,6 +645,17 @@ function render({ model, el: root }) {
     detail.scrollIntoView?.({ block: "nearest" });
   }
 
+  // move the focus from a cell by rows (among those shown, in their order) and columns
+  function move(td, rows_, columns) {
+    const at = state.visible.indexOf(Number(td.dataset.row));
+    const rowIndex = state.visible[Math.min(state.visible.length - 1, Math.max(0, at + rows_))];
+    const position = Math.min(titles().length - 1, Math.max(0, Number(td.dataset.position) + columns));
+    const next = gridBody.querySelector(`.aigc-eval-cell[data-row="${rowIndex}"][data-position="${position}"]`);
+    if (!next) return;
+    next.focus();
+    if (state.detail) openDetail(rowIndex, Number(next.dataset.variant));
+  }
+
   function closeDetail() {
     state.detail = null;
     drawGrid();
@@ -577,6 +677,13 @@ function render({ model, el: root }) {
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
     if (target.closest(".aigc-eval-close")) return closeDetail();
+    const rateButton = target.closest("[data-rate]");
+    const rated_ = rateButton?.closest(".aigc-eval-cell, .aigc-eval-review-box");
+    if (rateButton && rated_) {
+      const kind = rateButton.dataset.rate;
+      const change = kind === "score" ? { score: Number(rateButton.dataset.value) } : { pass: kind === "pass" };
+      return rate(Number(rated_.dataset.row), Number(rated_.dataset.variant), change);
+    }
     const stat = target.closest(".aigc-eval-stat");
     if (stat && summary.contains(stat)) return sortBy(Number(stat.dataset.variant), stat.dataset.metric);
     const headCell = target.closest("th");
@@ -594,13 +701,44 @@ function render({ model, el: root }) {
     if (cell && gridBody.contains(cell)) openDetail(Number(cell.dataset.row), Number(cell.dataset.variant));
   });
   on(root, "keydown", (event) => {
-    const cell = event.target instanceof Element ? event.target.closest(".aigc-eval-cell") : null;
-    if (cell && (event.key === "Enter" || event.key === " ")) {
-      event.preventDefault();
-      openDetail(Number(cell.dataset.row), Number(cell.dataset.variant));
-    } else if (event.key === "Escape" && state.detail) {
-      closeDetail();
+    const target = event.target instanceof Element ? event.target : null;
+    if (target?.classList.contains("aigc-eval-note-input")) {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        target.blur();
+        gridBody.querySelector(`.aigc-eval-cell[data-row="${target.dataset.row}"][data-variant="${target.dataset.variant}"]`)?.focus();
+      }
+      return; // typing a note: no key rates or moves
     }
+    const cell = target ? target.closest(".aigc-eval-cell") : null;
+    if (cell && !(event.ctrlKey || event.metaKey || event.altKey)) {
+      const row = Number(cell.dataset.row);
+      const variant = Number(cell.dataset.variant);
+      const rateable = cell.dataset.status === "done";
+      let handled = true;
+      if (event.key === "Enter" || event.key === " ") openDetail(row, variant);
+      else if (NAV[event.key]) move(cell, ...NAV[event.key]);
+      else if (rateable && /^[1-5]$/.test(event.key)) rate(row, variant, { score: Number(event.key) });
+      else if (rateable && (event.key === "p" || event.key === "f")) rate(row, variant, { pass: event.key === "p" });
+      else if (rateable && event.key === "n") {
+        openDetail(row, variant);
+        detail.querySelector(".aigc-eval-note-input")?.focus();
+      } else handled = false;
+      if (handled) {
+        event.preventDefault();
+        event.stopPropagation();
+        return;
+      }
+    }
+    if (event.key === "Escape" && state.detail) closeDetail();
+  });
+  on(root, "change", (event) => {
+    const box = event.target instanceof Element && event.target.classList.contains("aigc-eval-note-input") ? event.target : null;
+    if (box) rate(Number(box.dataset.row), Number(box.dataset.variant), { note: box.value });
+  });
+  on(reveal, "click", () => {
+    state.revealed = !state.revealed;
+    drawAll();
   });
   on(stop, "click", () => {
     if (!model.get("running")) return;
@@ -634,6 +772,7 @@ function render({ model, el: root }) {
   });
 
   function drawAll() {
+    drawRated();
     drawProgress();
     drawFilterControls();
     drawSummary();
@@ -641,6 +780,12 @@ function render({ model, el: root }) {
     drawDetail();
   }
   const onRows = () => {
+    // a rating given here is back from the kernel: the kernel's copy is the one to show
+    for (const [key, rating] of [...local]) {
+      const [row, variant] = key.split(":").map(Number);
+      if (JSON.stringify(rows()[row]?.cells?.[variant]?.rating || EMPTY_RATING) === JSON.stringify(rating)) local.delete(key);
+    }
+    drawRated();
     drawFilterControls();
     if (!Object.keys(model.get("summary") || {}).length) drawSummary();
     drawGrid();
@@ -652,6 +797,10 @@ function render({ model, el: root }) {
     "change:titles": drawAll,
     "change:metrics": drawAll,
     "change:summary": drawSummary,
+    "change:agreement": drawSummary,
+    "change:ranges": onRows,
+    "change:blind": drawAll,
+    "change:order": drawAll,
     "change:progress": drawProgress,
     "change:running": () => {
       drawProgress();
@@ -660,10 +809,21 @@ function render({ model, el: root }) {
     },
   };
   for (const [name, handler] of Object.entries(handlers)) model.on(name, handler);
+  // the kernel refused a rating: say why, and show what it holds
+  const onMessage = (message) => {
+    if (message?.type !== "rating-refused") return;
+    local.delete(`${message.row}:${message.variant}`);
+    note.textContent = message.text;
+    drawGrid();
+    drawDetail();
+    drawRated();
+  };
+  model.on("msg:custom", onMessage);
   drawAll();
 
   return () => {
     for (const [name, handler] of Object.entries(handlers)) model.off(name, handler);
+    model.off("msg:custom", onMessage);
     listeners.abort();
   };
 }
