@@ -1,4 +1,5 @@
-"""`python -m jupyter_aigc demo`: stream an answer from the default model, then run the quickstart notebook."""
+"""`python -m jupyter_aigc demo`: stream an answer from the default model, then run the quickstart notebook.
+`python -m jupyter_aigc serve …` (also `jupyter-aigc serve`): one model server for a class (serve/cli.py)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,14 @@ def run_notebook(path: Path, out_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from .serve.cli import main as serve
+
+        return serve(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m jupyter_aigc")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="one model server for a whole class (jupyter-aigc serve --help)")
     demo = sub.add_parser("demo", help="stream an answer from the default model, then run examples/01_quickstart")
     demo.add_argument("prompt", nargs="?", default="What is the capital of France?")
     demo.add_argument("--options", default="--temperature 0 --max-tokens 64")

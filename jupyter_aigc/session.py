@@ -101,4 +101,14 @@ class AigcSession:
             found = self.image_lab.find((text or default).strip()) or lab_ref(text or default)
             if found is not None:
                 return found
+        if kind == "text" and not text and not base_url and not engine and self.config.class_url:
+            return self.class_ref(default)
         return resolve(text or default, self.all_aliases(), base_url, engine, self.config.gguf_engine, kind)
+
+    def class_ref(self, default: str) -> ModelRef:
+        """The default model as the class server serves it (``%aigc connect`` or $JUPYTER_AIGC_CLASS_URL); views
+        that need the weights load the same GGUF here (``ModelRef.on``)."""
+        local = resolve(default, self.all_aliases(), None, None, self.config.gguf_engine, "text")
+        url = self.config.class_url.rstrip("/")
+        return ModelRef("openai", local.name, f"{local.name} (class)", url if url.endswith("/v1") else url + "/v1",
+                        gguf=local.gguf, default=local.default, key="class")

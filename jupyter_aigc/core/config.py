@@ -66,6 +66,11 @@ class AigcConfig(Configurable):
     base_url = Unicode(
         "", help="Base URL of an OpenAI-compatible server; empty uses OPENAI_BASE_URL or api.openai.com."
     ).tag(config=True)
+    class_url = Unicode(
+        os.environ.get("JUPYTER_AIGC_CLASS_URL", ""),
+        help="A class server (`jupyter-aigc serve`): %%gpt with no -m asks it. Default: $JUPYTER_AIGC_CLASS_URL, "
+        "which a JupyterHub admin sets for every student (c.Spawner.environment).",
+    ).tag(config=True)
     timeout = Float(60.0, min=1.0, help="Seconds an API server may stay silent before a request fails.").tag(config=True)
     max_retries = Int(2, min=0, max=10, help="Retries for 429 and 5xx answers from an API server.").tag(config=True)
     aliases = Dict(

@@ -14,7 +14,9 @@ from .errors import AigcError
 
 _kernel_keys: dict[str, str] = {}
 _used_keys: set[str] = set()
-ENV_VARS = {"openai": "OPENAI_API_KEY"}
+ENV_VARS = {"openai": "OPENAI_API_KEY", "class": "JUPYTER_AIGC_CLASS_TOKEN"}
+# a class server on a JupyterHub takes the user's own Hub token, which the Hub gives every user's server
+FALLBACK_ENV_VARS = {"class": "JUPYTERHUB_API_TOKEN"}
 NO_KEY_NEEDED = "no-key-needed"
 MIN_SECRET = 6
 
@@ -60,8 +62,12 @@ def resolve_key(provider: str, explicit_env: str | None = None, local_server: bo
     if _kernel_keys.get(provider):
         return _kernel_keys[provider]
     env_var = ENV_VARS.get(provider, f"{provider.upper()}_API_KEY")
-    if os.environ.get(env_var, "").strip():
-        return remember(os.environ[env_var])
+    for name in (env_var, FALLBACK_ENV_VARS.get(provider)):
+        if name and os.environ.get(name, "").strip():
+            return remember(os.environ[name])
+    if provider == "class":
+        raise AigcError("No token for the class server.",
+                        "Run `%aigc connect URL --token T` with the token your teacher gave you.")
     if local_server:
         return NO_KEY_NEEDED
     raise AigcError(

@@ -33,10 +33,17 @@ class ModelRef:
     adapter: str | None = None
     adapter_path: str | None = None
     base: "ModelRef | None" = None
+    key: str = "openai"  # whose key an API engine sends: "openai", or "class" for a class server (serve/)
 
     def on(self, engine: str) -> "ModelRef":
-        """The same weights served by another engine."""
+        """The same weights served by another engine (a class server's model: its file, here in the kernel)."""
+        if self.key == "class" and self.gguf and engine in LOCAL_ENGINES:
+            return replace(self, engine=engine, source=self.gguf, base_url=None, key="openai")
         return replace(self, engine=engine)
+
+    @property
+    def from_class(self) -> bool:
+        return self.key == "class"
 
 
 def resolve(text: str, aliases: dict, base_url: str | None = None, engine: str | None = None,

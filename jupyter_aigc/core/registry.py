@@ -16,6 +16,14 @@ class Registry:
 
     def __init__(self, engines: dict):
         self.engines = engines
+        self._said: set[str] = set()
+
+    def _say_once(self, text: str) -> None:
+        if text not in self._said:
+            self._said.add(text)
+            from ..views.outside import say
+
+            say(text)
 
     def engine(self, ref: ModelRef):
         return self.engines[ref.engine]
@@ -29,6 +37,10 @@ class Registry:
         if ref.gguf and capability in WEIGHTS_WORK:
             for name in LOCAL_ENGINES:
                 if capability in self.engines[name].capabilities:
+                    if ref.from_class:
+                        self._say_once(f"The {LABELS.get(capability, capability)} need the model's weights: "
+                                       f"{ref.source} loads here in your kernel, from the same file the class server "
+                                       "uses. %%gpt's answers still come from the class server.")
                     return self.engines[name], ref.on(name)
         having = [name for name, e in self.engines.items() if capability in e.capabilities]
         label = LABELS.get(capability, capability)

@@ -75,7 +75,7 @@ class OpenAIEngine:
         import openai
 
         url = self.url_for(ref)
-        key = resolve_key("openai", key_env, local_server=url != OPENAI_URL and is_local_url(url))
+        key = resolve_key(ref.key, key_env, local_server=ref.key != "class" and url != OPENAI_URL and is_local_url(url))
         cache_key = (url, hash(key), self.timeout, self.max_retries)
         with self._lock:
             if cache_key not in self._clients:
@@ -185,6 +185,8 @@ class OpenAIEngine:
         tries = f"{1 + self.max_retries} attempts in {waited:.0f} s" if self.max_retries else f"{waited:.0f} s"
         if isinstance(exc, AigcError):
             return exc
+        if ref.from_class and isinstance(exc, openai.APIStatusError):  # the class server's message says it all
+            return AigcError(redact(f"The class server at {url}: {server_message(exc)}"), "")
         if isinstance(exc, openai.APITimeoutError):
             return AigcError(f"The server at {url} did not answer ({tries}, {self.timeout:g} s each).",
                              "Check the server, or raise `%config AigcConfig.timeout = 120`.")

@@ -1,4 +1,5 @@
-"""The %aigc line magic's subcommands: cache, evict, reset, config, alias, models, key, history, help."""
+"""The %aigc line magic's subcommands: cache, evict, reset, config, alias, models, key, history, help; and, for a
+class server, connect, class and serve (classroom.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ..core.models import ModelRef
 from ..options import spec
 from ..views.outside import say
 from ..views.table import show_table
+from . import classroom
 
 COMMANDS_HELP = """\
   %aigc cache                models held in this kernel: engine, device, dtype, memory, hits, load time
@@ -24,6 +26,10 @@ COMMANDS_HELP = """\
   %aigc key openai           set an API key for this kernel (asked without echo, never saved)
   %aigc history [N] [--grep TEXT] [--kernel] | --clear
                              the last N answers, images, evaluations and trainings (default 10), in SQLite
+  %aigc connect URL [--token T]   ask a class server (`jupyter-aigc serve`) when %%gpt has no -m
+  %aigc class [URL] [--pause | --resume | --revoke STUDENT]
+                             the teacher's dashboard of a class server, or its switch
+  %aigc serve [OPTIONS] | --stop  start (or stop) a class server from this notebook
   %aigc help                 this list"""
 
 
@@ -192,4 +198,4 @@ def cmd_history(session, rest) -> None:
 
 
 # spec.json names the subcommands (the hostile-corpus test reads them there): each is a cmd_NAME here
-COMMANDS = {name: globals()["cmd_" + name] for name in spec()["magics"]["aigc"]["subcommands"]}
+COMMANDS = {name: {**globals(), **vars(classroom)}["cmd_" + name] for name in spec()["magics"]["aigc"]["subcommands"]}
