@@ -6,54 +6,18 @@ use and a model that does not load are one line; the server stopped mid-answer m
 
 import asyncio
 import json
-import os
-import re
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
+from class_server import ClassServer
 from conftest import free_port, run_gpt
 
 pytestmark = pytest.mark.slow
-
-
-class ClassServer:
-    def __init__(self, tmp: Path, *options: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.state_dir = tmp / f"class-{self.port}"
-        self.log = tmp / f"serve-{self.port}.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "jupyter_aigc", "serve", "--port", str(self.port),
-                                      "--state-dir", str(self.state_dir), *options],
-                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.time() + 180
-        while "Ready." not in self.log.read_text():
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"jupyter-aigc serve did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        text = self.log.read_text()
-        self.tokens = dict(re.findall(r"(student\d+): %aigc connect \S+ --token (\S+)", text))
-        found = re.search(r"teacher's token \(for %aigc class\): (\S+)", text)
-        self.teacher = found.group(1) if found else None
-
-    def get(self, path: str, token: str | None):
-        return httpx.get(f"{self.url}/{path}", headers={"Authorization": f"Bearer {token}"} if token else {},
-                         timeout=30)
-
-    def post(self, path: str, token: str | None, body: dict):
-        return httpx.post(f"{self.url}/{path}", json=body, timeout=30,
-                          headers={"Authorization": f"Bearer {token}"} if token else {})
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")

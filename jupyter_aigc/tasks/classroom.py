@@ -50,14 +50,7 @@ def cmd_connect(session, rest) -> None:
     parser.add_argument("url")
     parser.add_argument("--token")
     args = parser.parse_args(rest)
-    token = args.token
-    if token is None:
-        try:
-            token = getpass.getpass("Your class token (not shown, kept in this kernel only): ")
-        except (EOFError, OSError, RuntimeError, NotImplementedError) as exc:
-            raise AigcError(f"This frontend cannot ask for the token ({type(exc).__name__}).",
-                            "Give it with --token, or set JUPYTER_AIGC_CLASS_TOKEN.") from None
-    token = remember(token.strip())
+    token = remember(args.token) if args.token else ask_token("Your class token")
     models = request(args.url, token, "v1/models")
     names = [m.get("id") for m in (models or {}).get("data", []) if isinstance(m, dict)]
     set_key("class", token)
@@ -66,8 +59,20 @@ def cmd_connect(session, rest) -> None:
         "%%gpt and %%aigc_eval with no -m ask it.")
 
 
+def ask_token(what: str) -> str:
+    try:
+        token = getpass.getpass(f"{what} (not shown, kept in this kernel only): ")
+    except (EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+        raise AigcError(f"This frontend cannot ask for the token ({type(exc).__name__}).",
+                        "Give it with --token, or set JUPYTER_AIGC_CLASS_TOKEN.") from None
+    if not token.strip():
+        raise AigcError("No token entered.", "Run the command again and paste the token.")
+    return remember(token)
+
+
 def teacher_token(token: str | None) -> str:
-    """--token, else this machine's `jupyter-aigc serve` teacher token, else this Hub user's own token."""
+    """--token, else this machine's `jupyter-aigc serve` teacher token, else $JUPYTER_AIGC_CLASS_TOKEN or this
+    Hub user's own token, else asked without echo (a token typed in a cell would be saved in the notebook)."""
     if token:
         return remember(token)
     from ..core.config import cache_dir
@@ -75,7 +80,10 @@ def teacher_token(token: str | None) -> str:
     saved = cache_dir() / "class" / "teacher.token"
     if saved.is_file():
         return remember(saved.read_text().strip())
-    return resolve_key("class")
+    try:
+        return resolve_key("class")
+    except AigcError:
+        return ask_token("The teacher's token")
 
 
 def cmd_class(session, rest) -> None:
