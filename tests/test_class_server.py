@@ -172,3 +172,34 @@ def test_teaching_views_load_the_same_file_here_and_say_so_once(shell, server, c
         assert shell.run_cell("%%aigc_next\nThe capital of France is").success
     out = capsys.readouterr().out
     assert out.count("loads here in your kernel, from the same file the class server uses") == 1
+
+
+def test_aigc_eval_goes_to_the_class_server_and_the_dashboard_reads_llama_cpp(shell, server, capsys):
+    connect(shell, server, "student02")
+    shell.user_ns["qa"] = [{"q": "What is 2 + 2?"}, {"q": "What colour is the sky?"}]
+    assert shell.run_cell("%%aigc_eval --data qa --temperature 0 --max-tokens 8 --fresh -o df\nAnswer briefly. {q}").success
+    assert shell.user_ns["df"]["output"].map(bool).all()
+    state = server.get("class/state", server.teacher).json()
+    assert state["llama"]["tokens_predicted_total"] > 0 and state["slots"] == 4
+    assert state["tokens_per_s"] > 0 and state["ttft_p50"] is not None
+
+
+def test_a_teacher_starts_and_stops_the_server_from_a_notebook(shell, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    shell.run_line_magic("aigc", f"serve --students 2 --port {port} --state-dir {tmp_path / 'state'}")
+    out = capsys.readouterr().out
+    assert f"http://127.0.0.1:{port}/v1" in out and "2 students' tokens written to" in out
+    rows = (tmp_path / "class_tokens.csv").read_text().splitlines()
+    assert rows[0] == "student,token,connect" and len(rows) == 3
+    token = rows[1].split(",")[1]
+    assert token not in out, "the tokens go to the file, not into the notebook"
+    teacher = (tmp_path / "state" / "teacher.token").read_text()
+    assert teacher not in out and "teacher's token" in out, "the teacher's token is masked"
+    shell.run_line_magic("aigc", f"class http://127.0.0.1:{port} --pause")
+    assert "paused" in capsys.readouterr().out, "%aigc class finds the token of the server this kernel started"
+    assert httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    shell.run_line_magic("aigc", "serve --stop")
+    assert "stopped" in capsys.readouterr().out
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)

@@ -249,6 +249,23 @@ class AnswerHandler(Base):
                                 prompt=body.get("messages", body.get("prompt")), answer="".join(text))
 
 
+LLAMA_METRICS = ("requests_processing", "requests_deferred", "predicted_tokens_seconds", "prompt_tokens_seconds",
+                 "tokens_predicted_total", "prompt_tokens_total")
+
+
+def prometheus(text) -> dict:
+    """llama.cpp's /metrics (Prometheus text) as {name: value}."""
+    values = {}
+    for line in (text or "").splitlines() if isinstance(text, str) else []:
+        if line and not line.startswith("#"):
+            name, _, value = line.partition(" ")
+            try:
+                values[name] = float(value)
+            except ValueError:
+                pass
+    return values
+
+
 def paused() -> Refused:
     return Refused(403, "The teacher has paused answers for the class.", "paused")
 
@@ -266,6 +283,7 @@ class StateHandler(Base):
             entry["running"] = front.fair.running.get(entry["student"], 0)
             entry["queued"] = front.fair.queued(entry["student"])
         slots = await front.upstream_json("/slots")
+        metrics = prometheus(await front.upstream_json("/metrics"))
         self.finish({
             "answers": state.answers, "served": state.served, "allowed": sorted(state.allowed),
             "mode": front.auth.mode, "record_prompts": front.ledger.record_prompts,
@@ -273,6 +291,7 @@ class StateHandler(Base):
             "running": front.fair.busy(), "queued": front.fair.queued(), **state.rates(),
             "slots_busy": sum(1 for s in slots if s.get("is_processing")) if isinstance(slots, list) else None,
             "slots": len(slots) if isinstance(slots, list) else state.sizing.get("slots"),
+            "llama": {name: metrics.get(f"llamacpp:{name}") for name in LLAMA_METRICS},
             "tokens_per_hour": state.tokens_per_hour, "sizing": state.sizing, "students": per_student})
 
 

@@ -70,11 +70,13 @@ def ask_token(what: str) -> str:
     return remember(token)
 
 
-def teacher_token(token: str | None) -> str:
+def teacher_token(token: str | None, session=None) -> str:
     """--token, else this machine's `jupyter-aigc serve` teacher token, else $JUPYTER_AIGC_CLASS_TOKEN or this
     Hub user's own token, else asked without echo (a token typed in a cell would be saved in the notebook)."""
     if token:
         return remember(token)
+    if getattr(session, "class_teacher_token", None):  # the server this kernel started
+        return session.class_teacher_token
     from ..core.config import cache_dir
 
     saved = cache_dir() / "class" / "teacher.token"
@@ -95,7 +97,7 @@ def cmd_class(session, rest) -> None:
     parser.add_argument("--revoke")
     args = parser.parse_args(rest)
     url = args.url or session.config.class_url or DEFAULT_URL
-    token = teacher_token(args.token)
+    token = teacher_token(args.token, session)
     if args.pause or args.resume:
         state = request(url, token, "class/switch", {"answers": bool(args.resume)})
         return say(f"Answers are {'on' if state['answers'] else 'paused'} for the class.")
@@ -136,6 +138,8 @@ def cmd_serve(session, rest) -> None:
         line = process.stdout.readline()
         if not line:
             break
+        if "teacher's token" in line:  # kept for %aigc class, masked in what the notebook shows
+            session.class_teacher_token = remember(line.rsplit(": ", 1)[-1].split()[0])
         lines.append(line.rstrip())
         if line.startswith("Ready."):
             session.class_server = process

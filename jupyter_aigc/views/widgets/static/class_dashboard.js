@@ -58,6 +58,8 @@ function render({ model, el: root }) {
       figure("tokens/s", num(s.tokens_per_s, 1), "tokens_per_s"),
       figure("first token p50 (s)", num(s.ttft_p50), "ttft_p50"),
       figure("first token p95 (s)", num(s.ttft_p95), "ttft_p95"),
+      figure(`llama.cpp slots busy (of ${s.slots ?? "–"})`, String(s.slots_busy ?? "–"), "slots_busy"),
+      figure("llama.cpp deferred", String(s.llama?.requests_deferred ?? "–"), "deferred"),
     );
     const columns = ["student", "requests", "tokens", "refused", "running", "waiting"];
     const thead = el("thead");
