@@ -13,19 +13,13 @@ from scipy.stats import spearmanr
 from sklearn.metrics import cohen_kappa_score
 
 from jupyter_aigc.options import parse_argstring
+from test_evaluate import QA, TEMPLATE
 from jupyter_aigc.record.history import HistoryStore
 from jupyter_aigc.views.eval import evaluation_html
 from jupyter_aigc.views.widgets.eval_grid import EvalGrid, blind_order
 
 pytestmark = pytest.mark.slow
 
-QA = [{"question": "What is the capital of France?", "answer": "Paris"},
-      {"question": "What is 2 + 2?", "answer": "4"},
-      {"question": "What colour is the sky on a clear day?", "answer": "blue"},
-      {"question": "How many legs does a spider have?", "answer": "eight"},
-      {"question": "What is the opposite of hot?", "answer": "cold"},
-      {"question": "Which animal says moo?", "answer": "a cow"}]
-TEMPLATE = "Answer in one or two words. {question}"
 RATINGS = [(True, 5), (False, 2), (True, 4), (False, 1), (True, 3), (False, 2), (True, 4), (True, 5), (False, 1),
            (True, 3), (False, 3), (True, 2)]
 
