@@ -60,7 +60,8 @@ class StandaloneAuth:
 
 class HubServiceAuth:
     """Runs as a JupyterHub service: a request's bearer token is checked with the Hub (cached a minute), and the
-    user it belongs to is the student. Teachers are Hub admins or named with --teacher."""
+    user it belongs to is the student, if the token carries the Hub's access scope for this service (JupyterHub's
+    own access model). Teachers are Hub admins or named with --teacher."""
 
     mode = "hub"
 
@@ -83,5 +84,9 @@ class HubServiceAuth:
         if not user or not user.get("name"):
             raise Refused(401, "The JupyterHub does not know this token. Restart your server from the Hub's "
                                "control panel.", "invalid_api_key")
+        if self.hub.access_scopes and not self.hub.check_scopes(self.hub.access_scopes, user):
+            raise Refused(403, f"{user['name']}'s Hub token may not use the class server (it lacks "
+                               f"{sorted(self.hub.access_scopes)[-1]}). Ask the Hub admin to grant it (README: "
+                               "Teaching a class).", "no_access")
         name = user["name"]
         return Who(name, teacher=name in self.teachers or bool(user.get("admin")))
