@@ -6,6 +6,7 @@ def load_ipython_extension(ipython) -> None:
     """Register the magics; a reload keeps the loaded models, the conversation, history and aliases."""
     from .magics import AigcMagics, AwaitMagics, kernel_serves_comms_while_awaiting
     from .session import AigcSession
+    from .teaching_magics import TeachingMagics
 
     previous = getattr(ipython, "_jupyter_aigc_session", None)
     if previous is not None:
@@ -15,6 +16,7 @@ def load_ipython_extension(ipython) -> None:
     ipython.configurables.append(session.config)
     magics = AigcMagics(ipython, session)
     ipython.register_magics(magics)
+    ipython.register_magics(TeachingMagics(ipython, session))
     ipython._jupyter_aigc_magics = magics
     if type(ipython).__name__ == "ZMQInteractiveShell":
         from .views import boundary
@@ -35,6 +37,7 @@ def unload_ipython_extension(ipython) -> None:
         for name in magic_names(kind):
             manager.magics[kind].pop(name, None)
     manager.registry.pop("AigcMagics", None)
+    manager.registry.pop("TeachingMagics", None)
     ipython.input_transformers_post[:] = [t for t in ipython.input_transformers_post
                                           if type(t).__name__ != "AwaitMagics"]
     if session is not None:

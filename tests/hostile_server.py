@@ -81,6 +81,12 @@ class HostileHandler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") == "/v1/models":
             ids = MODES + HOSTILE_IDS
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in ids]})
+        elif self.path.rstrip("/") == "/class/state":  # a class server's state, every name in it hostile
+            self._json(200, {"answers": True, "served": HOSTILE_IDS, "allowed": HOSTILE_IDS[:2], "mode": "standalone",
+                             "connected": 2, "running": 1, "queued": 0, "tokens_per_s": 3.5, "ttft_p50": 0.1,
+                             "ttft_p95": 0.2, "students": [{"student": name, "requests": 1, "prompt_tokens": 2,
+                                                            "completion_tokens": 3, "refusals": 0, "running": 0,
+                                                            "queued": 0} for name in CORPUS[:5]]})
         else:
             self._not_found()
 

@@ -69,6 +69,10 @@ def cases(url: str, model: str) -> dict[str, list[str]]:
         "aigc models": [f"%aigc models {server}"],
         "aigc key": ["%aigc key openai"],
         "aigc history": [f"%%gpt -m corpus-finish {server}\n{TEXT}", "%aigc history 50", "%aigc history --grep '[/INST]'"],
+        "aigc connect": [f"%aigc connect '{url}' --token {KEY}", "%%gpt --max-tokens 4\nhi",
+                         "%config AigcConfig.class_url = ''"],
+        "aigc class": [f"%aigc class '{url}' --token {KEY}", f"%aigc class '{url}' --token {KEY} --pause"],
+        "aigc serve": [f"%aigc serve '{model}' --port 0"],
     }
 
 

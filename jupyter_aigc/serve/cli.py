@@ -29,19 +29,21 @@ class Sizing:
     busy: int
 
     def describe(self) -> str:
-        return (f"{self.slots} slots (one per student, continuous batching) × {self.context} tokens of context, "
-                f"{self.threads} threads on {self.cores} cores ({self.busy} busy with other work now; idle threads "
-                "sleep instead of polling)")
+        return (f"{self.slots} slots (one per student, continuous batching) × {self.context} tokens of context "
+                f"each, {self.threads} threads on {self.cores} cores ({self.busy} busy with other work now; idle "
+                "threads sleep instead of polling)")
 
 
 def size(students: int, slots: int | None, context: int | None, threads: int | None) -> Sizing:
-    """One slot per student (at most 64), the cores that other work leaves free, and no busy polling: a class
-    server shares its machine with the kernels and the Hub."""
-    from ..core.machine import busy_threads, choose_threads, machine_cores
+    """One slot per student (at most 64), every core this process may use, and no busy polling. The server is
+    its machine's main work for hours: a thread count chosen from one moment's load would fix a passing blip
+    for the whole class (measured: 1 thread instead of 2 cost a third of the tokens/s), while with polling off
+    its idle threads sleep and leave the cores to the kernels and the Hub. --threads sets it."""
+    from ..core.machine import busy_threads, machine_cores
 
-    cores, busy = machine_cores(), busy_threads()
+    cores = machine_cores()
     return Sizing(slots=slots or max(1, min(students, 64)), context=context or CONTEXT_PER_SLOT,
-                  threads=threads or choose_threads(cores, 1, busy), cores=cores, busy=busy)
+                  threads=threads or cores, cores=cores, busy=busy_threads())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,7 +101,7 @@ def start_llama(path: Path, alias: str, sizing: Sizing, key: str):
     params.model_alias = {alias}
     params.n_parallel = sizing.slots
     params.n_ctx = sizing.slots * sizing.context
-    params.kv_unified = True
+    params.kv_unified = False  # a cache per slot: one shared cache made 30 students' answers 25% slower
     params.cont_batching = True
     params.warmup = False
     params.verbosity = -1
