@@ -78,12 +78,13 @@ def attention_view(text: str, model: str | None = None, layers: str | None = Non
     return captioned(view, caption)
 
 
-def evaluate(template: str, data, reference: str | None = None, metrics: str | None = None, **options):
+def evaluate(template: str = "", data=None, reference: str | None = None, metrics: str | None = None, **options):
     """Run ``template`` over ``data`` like %%aigc_eval and return the DataFrame (``.attrs['summary']``).
 
     ``data`` is a list of dicts, a DataFrame, a Dataset or a path; ``metrics`` a comma list or a list;
     ``options`` are %%aigc_eval's options by name, e.g. ``compare="m1,m2"``, ``temperature="0,0.8"``;
-    multiple choice is ``task="choice", choices="options", answer="label"`` (columns of ``data``).
+    multiple choice is ``task="choice", choices="options", answer="label"`` (columns of ``data``); a promptfoo
+    suite is ``evaluate(promptfoo="promptfooconfig.yaml")`` (a path, or the suite as a dict).
     """
     from argparse import Namespace
 
@@ -93,7 +94,7 @@ def evaluate(template: str, data, reference: str | None = None, metrics: str | N
     magics = get_ipython()._jupyter_aigc_magics
     args = magics.aigc_eval.parser.parse_args([])
     names = metrics if isinstance(metrics, (str, type(None))) else ",".join(metrics)
-    values = {"data": "__aigc_eval_data__", "reference": reference, "metrics": names,
+    values = {"data": None if data is None else "__aigc_eval_data__", "reference": reference, "metrics": names,
               **{k.replace("-", "_"): (str(v) if isinstance(v, (int, float)) else v) for k, v in options.items()}}
     unknown = set(values) - set(vars(args))
     if unknown:

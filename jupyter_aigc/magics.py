@@ -216,8 +216,8 @@ class AigcMagics(MagicsBase):
     @magic_arguments()
     @declare("aigc_eval")
     @no_var_expand
-    @cell_magic
-    def aigc_eval(self, line, cell):
+    @line_cell_magic
+    def aigc_eval(self, line, cell=None):
         """Run the cell's prompt template over a dataset for every variant, and score the answers.
 
         ``{column}`` fills in each row's fields. Variants are every combination of --compare models and comma
@@ -233,9 +233,13 @@ class AigcMagics(MagicsBase):
             %%aigc_eval --task choice --data quiz --choices options --answer label
             Question: {question}
             Answer:
+
+        A promptfoo suite (its prompts, providers, tests and assertions; a path or a dict variable)::
+
+            %aigc_eval --promptfoo promptfooconfig.yaml -o results
         """
         args = self._parse(self.aigc_eval, line)
-        return self._run(lambda cancel: self._evaluate(args, cell, cancel))
+        return self._run(lambda cancel: self._evaluate(args, cell or "", cancel))
 
     def _evaluate(self, args, cell: str, cancel) -> None:
         from IPython.display import display

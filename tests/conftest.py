@@ -148,13 +148,15 @@ def llama_server(default_gguf):
     yield from start_llama_server(f16_gguf(default_gguf))
 
 
-def start_llama_server(gguf: Path, key: str | None = None):
+def start_llama_server(gguf: Path, key: str | None = None, slots: int = 4, cache_prompt: bool = True):
+    """Start tests/llama_server.py; one slot without the prompt cache makes greedy answers independent of order."""
     import httpx
 
     port = free_port()
     log = open(Path(os.environ.get("AIGC_TEST_OUT", "/tmp")) / f"llama-server-{port}.log", "w")
+    env = {**os.environ, "AIGC_LLAMA_SLOTS": str(slots), "AIGC_LLAMA_CACHE_PROMPT": "1" if cache_prompt else "0"}
     proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "llama_server.py"), str(gguf), str(port),
-                             *([key] if key else [])], stdout=log, stderr=subprocess.STDOUT)
+                             *([key] if key else [])], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/v1"
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     deadline = time.time() + 120

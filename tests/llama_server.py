@@ -1,9 +1,11 @@
 """llama.cpp's own OpenAI-compatible server, in a process of its own: `python llama_server.py GGUF PORT [KEY]`.
 
 Started through xllamacpp (prebuilt wheel, nothing compiled), listening on 127.0.0.1 only; it runs until
-the test kills it by its pid.
+the test kills it by its pid. AIGC_LLAMA_SLOTS sets its parallel slots (4); AIGC_LLAMA_CACHE_PROMPT=0 turns off
+its prompt cache: with one slot and no cache, greedy answers do not depend on the order requests come in.
 """
 
+import os
 import sys
 import threading
 
@@ -16,7 +18,8 @@ def main() -> None:
     params.model.path = gguf
     params.model_alias = {"smollm2"}
     params.n_ctx = 8192
-    params.n_parallel = 4
+    params.n_parallel = int(os.environ.get("AIGC_LLAMA_SLOTS", "4"))
+    params.cache_prompt = os.environ.get("AIGC_LLAMA_CACHE_PROMPT", "1") != "0"
     params.kv_unified = True
     params.warmup = False
     params.verbosity = -1

@@ -77,3 +77,26 @@ def test_timeout(shell, server, capsys):
     run_gpt(shell, f"-m slow --base-url {server} --new", "hi")
     captured = capsys.readouterr()
     assert "did not answer (1 s, 1 s each)" in " ".join((captured.out + captured.err).split())
+
+
+def test_event_stream_reads_server_sent_events_as_the_sdk_does():
+    """The engine reads a streamed answer's events with httpx-sse (no pydantic object per event): data lines
+    joined, comments and other named events skipped, an error event kept for the engine to report, [DONE] ends it."""
+    import httpx
+
+    from jupyter_aigc.engines.openai import EventStream
+
+    def response(lines):
+        return httpx.Response(200, headers={"content-type": "text/event-stream; charset=utf-8"},
+                              content="\n".join(lines).encode())
+
+    lines = [": keep-alive", 'data: {"choices": [{"index": 0,', 'data:  "delta": {"content": "Hi"}}]}', "",
+             "event: ping", 'data: {"ignored": true}', "", "event: error", 'data: {"error": {"message": "x"}}', "",
+             'data: {"usage": {"completion_tokens": 1}}', "", "data: [DONE]", "", 'data: {"after": "done"}', ""]
+    stream = EventStream(response(lines))
+    assert list(stream) == [{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}, {"error": {"message": "x"}},
+                            {"usage": {"completion_tokens": 1}}]
+    with pytest.raises(json.JSONDecodeError):
+        list(EventStream(response(["data: [1, 2]", "", ""])))
+    stream.close()
+    assert stream.response.is_closed

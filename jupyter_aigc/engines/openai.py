@@ -46,6 +46,31 @@ def _snippet(text: str, size: int = 80) -> str:
     return words[:size] + ("…" if len(words) > size else "")
 
 
+class EventStream:
+    """The server-sent events of a streamed answer, each ``data:`` JSON object as a dict, read from the HTTP
+    response with httpx-sse. The SDK's own Stream builds a pydantic object per event: on two cores that CPU is
+    taken from the llama.cpp server the answers come from (measured with promptfoo's 96 answers, benchmark B9).
+    Events named other than ``error`` are not answer chunks and are skipped, as the SDK does; ``[DONE]`` ends it."""
+
+    def __init__(self, response):
+        self.response = response
+
+    def __iter__(self) -> Iterator[dict]:
+        from httpx_sse import EventSource
+
+        for event in EventSource(self.response).iter_sse():
+            if event.data.startswith("[DONE]"):
+                return
+            if event.data and event.event in ("message", "error"):
+                value = json.loads(event.data)
+                if not isinstance(value, dict):
+                    raise json.JSONDecodeError("an event that is not a JSON object", event.data, 0)
+                yield value
+
+    def close(self) -> None:
+        self.response.close()
+
+
 class OpenAIEngine:
     """Completions through ``openai.OpenAI``; honours OPENAI_API_KEY and OPENAI_BASE_URL."""
 
@@ -105,7 +130,7 @@ class OpenAIEngine:
                 raise self.translate(exc, ref, started, raw=request.raw) from None
             try:
                 for event in stream:
-                    chunk = chunk_from_event(event.model_dump(exclude_unset=True), f"The server at {url}")
+                    chunk = chunk_from_event(event, f"The server at {url}")
                     if chunk is not None and emit(chunk):
                         return
             except AigcError:
@@ -148,7 +173,7 @@ class OpenAIEngine:
             raise AigcError(redact(f"The server at {self.url_for(ref)} answered with {kind or 'no content type'}, "
                                    f"not an OpenAI event stream: '{_snippet(body)}'."),
                             "Check --base-url: it usually ends in /v1 and names an OpenAI-compatible server.")
-        return raw.parse()
+        return EventStream(raw.http_response)
 
     def params(self, request: Request, ref: ModelRef) -> dict:
         params = dict(model=ref.source, stream=True, stream_options={"include_usage": True},

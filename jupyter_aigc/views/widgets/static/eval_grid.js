@@ -626,7 +626,7 @@ function render({ model, el: root }) {
         scores.append(tr);
       }
       parts.push(section("scores", scores));
-      if (cell.reason) parts.push(section("judge's reason", el("div", "aigc-eval-reason", cell.reason)));
+      if (cell.reason) parts.push(section(cell.checks ? "reason" : "judge's reason", el("div", "aigc-eval-reason", cell.reason)));
       const meta = [`finish: ${cell.finish || "–"}`];
       if (cell.partial) meta.push((model.get("progress") || {}).include_partial ? "partial, counted in the means"
         : "partial: not in the means");
