@@ -134,15 +134,19 @@ def cmd_serve(session, rest) -> None:
     process = subprocess.Popen([sys.executable, "-m", "jupyter_aigc", "serve", *rest], stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines, deadline = [], time.monotonic() + 300
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        if "teacher's token" in line:  # kept for %aigc class, masked in what the notebook shows
-            session.class_teacher_token = remember(line.rsplit(": ", 1)[-1].split()[0])
-        lines.append(line.rstrip())
-        if line.startswith("Ready."):
-            session.class_server = process
-            return say("\n".join(lines) + "\nIt runs in the background; `%aigc serve --stop` stops it.")
+    try:
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            if "teacher's token" in line:  # kept for %aigc class, masked in what the notebook shows
+                session.class_teacher_token = remember(line.rsplit(": ", 1)[-1].split()[0])
+            lines.append(line.rstrip())
+            if line.startswith("Ready."):
+                session.class_server = process
+                return say("\n".join(lines) + "\nIt runs in the background; `%aigc serve --stop` stops it.")
+    except BaseException:  # Kernel → Interrupt while it starts: no server is left behind
+        process.kill()
+        raise
     process.kill()
     raise AigcError(f"The class server did not start: {(lines or ['no output'])[-1]}", "")
