@@ -1,6 +1,8 @@
 """Export, for slides: every teaching view and the attention view save an SVG and a PNG from a shell with no
 browser; captions show, hide and go into the static copy and the pictures; bad paths are one line."""
 
+import base64
+import io
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -73,6 +75,24 @@ def test_positional_view_saves_both_with_its_caption_and_without(tmp_path):
     assert "Look at the &lt;diagonal&gt;" in own.static_bundle()["text/html"]
 
 
+def copy_pictures(view) -> list:
+    """The PNG pictures in ``view``'s static copy, opened."""
+    html = view.static_bundle()["text/html"]
+    return [Image.open(io.BytesIO(base64.b64decode(part.split('"', 1)[0])))
+            for part in html.split(' src="data:image/png;base64,')[1:]]
+
+
+def test_the_static_copy_shows_the_views_picture_before_its_numbers():
+    view = PositionalView(16, 24)
+    pictures = copy_pictures(view)
+    figure = view.figure()
+    assert [p.size for p in pictures] == [(figure.width, figure.height)], "the default picture at CSS size"
+    assert np.array_equal(np.asarray(pictures[0].convert("RGB")),
+                          np.asarray(Image.open(io.BytesIO(figure.png(scale=1))).convert("RGB")))
+    html = view.static_bundle()["text/html"]
+    assert html.index("<img") < html.index("Sinusoidal positional encoding</strong>")
+
+
 @pytest.mark.parametrize("name, fix", [
     ("pe.jpg", "Give a path ending in .svg or .png."),
     ("pe", "Give a path ending in .svg or .png."),
@@ -121,10 +141,13 @@ def test_model_views_save_svg_and_png_and_magics_hide_captions(shell, tmp_path):
              "rotary": jupyter_aigc.positional_encoding(32, 48, model="SmolLM2-135M-Instruct")}
     texts = {}
     for name, view in views.items():
+        assert len(copy_pictures(view)) == 1, f"{name}: one picture in the static copy"
         root, _ = saved(view, tmp_path, name)
         texts[name] = svg_text(root)
         assert view.caption and view.caption.split()[-1] in texts[name], name
     assert "Paris" in texts["next"] and "Paris" in texts["lens"]
+    entropy = views["next"].static_html().split("entropy ", 1)[1].split(" bits", 1)[0]
+    assert f"entropy {entropy} bits" in texts["next"], "the picture's entropy is the whole distribution's"
     assert "<script>" in texts["next"] and "abcdefghijklmnopqrstuvwxyz0123456789" not in texts["next"]
     assert "masked" in texts["steps"] and "it" in texts["steps"]
     assert "H3" in texts["attention"] and "roll" in texts["attention"]

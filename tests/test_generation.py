@@ -217,6 +217,7 @@ def test_the_magic_compares_strategies_and_leaves_a_safe_static_copy(shell, tmp_
     assert view.caption and view.beams == view.traces[2].beams
     html = view.static_bundle()["text/html"]
     assert "Beam search" in html and "Paris" in html and dangerous_markup(html) == []
+    assert html.count(" src=\"data:image/png;base64,") == 1, "the picture of the three runs, then their numbers"
     hostile = run_cell(shell, "aigc_generate", "--steps 2 --caption off -o h", 'Say <img src=x onerror="alert(1)"> and')
     assert hostile.success
     html = shell.user_ns["h"].static_bundle()["text/html"]

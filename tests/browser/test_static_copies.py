@@ -1,4 +1,4 @@
-"""Every view leaves a static copy: hidden while the live widget shows it in JupyterLab, shown in the notebook
+"""Every view leaves a static copy (its picture and its numbers): hidden while the live widget shows it in JupyterLab, shown in the notebook
 saved and reopened with no widget state (what JupyterLab saves by default), with no "model not found" line,
 and shown in `jupyter nbconvert --execute --to html` opened with every network request blocked."""
 
@@ -29,13 +29,14 @@ COPIES = """() => {
     return [...document.querySelectorAll('.jp-OutputArea-child')]
         .filter(child => child.querySelector('.aigc-fallback'))
         .map(child => ({cell: [...document.querySelectorAll('.jp-CodeCell, .jp-Cell')].indexOf(child.closest('.jp-CodeCell, .jp-Cell')),
-                        visible: getComputedStyle(child).display !== 'none', text: child.textContent.slice(0, 2000)}));
+                        visible: getComputedStyle(child).display !== 'none', text: child.textContent.slice(0, 2000),
+                        pictures: [...child.querySelectorAll('img')].filter(img => img.complete && img.naturalWidth > 0).length}));
 }"""
 
 
 def shown_per_view(copies) -> list:
-    """For each view's cell (1, 2, …), whether a copy of it is visible with its text."""
-    return [any(c["visible"] and text in c["text"] for c in copies if c["cell"] == index)
+    """For each view's cell (1, 2, …), whether a copy of it is visible with its text and a picture drawn."""
+    return [any(c["visible"] and text in c["text"] and c["pictures"] for c in copies if c["cell"] == index)
             for index, (_, text) in enumerate(VIEWS, start=1)]
 
 

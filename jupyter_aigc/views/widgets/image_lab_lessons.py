@@ -7,7 +7,6 @@ copy for saved notebooks and nbconvert is sanitised text plus PNG pictures this 
 
 from __future__ import annotations
 
-import base64
 from html import escape
 
 import numpy as np
@@ -15,6 +14,7 @@ from traitlets import Bytes, Dict, Float, Int, List, Unicode
 
 from ...tasks.lab_lessons import Denoising, GanDiversity, LatentMap
 from ..markdown import sanitize
+from .charts import png_img
 from .static_copy import css
 from .teaching import TeachingWidget, esm, f32
 
@@ -24,14 +24,6 @@ def png(images: np.ndarray, columns: int, scale: int = 4, gap: int = 1) -> bytes
     from ...engines.lab_training import grid_png
 
     return grid_png(np.clip(np.asarray(images, np.float32), 0, 1), columns, scale, gap)
-
-
-def img_tag(data: bytes, alt: str) -> str:
-    """An <img> of PNG bytes as a data: URI (our own pictures only; ``alt`` is escaped)."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ""
-    uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-    return f'<img src="{uri}" alt="{escape(alt)}">'
 
 
 class LabLessonWidget(TeachingWidget):
@@ -44,7 +36,7 @@ class LabLessonWidget(TeachingWidget):
         return []
 
     def static_html(self) -> str:
-        return "".join(img_tag(*part) if isinstance(part, tuple) else sanitize(part) for part in self.static_parts())
+        return "".join(png_img(*part) if isinstance(part, tuple) else sanitize(part) for part in self.static_parts())
 
     def safe_html(self) -> str:
         return self.static_html()

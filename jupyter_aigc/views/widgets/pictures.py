@@ -32,6 +32,7 @@ def next_token(view, bars: int = 12) -> Figure:
     start = {"temperature": 1.0, "top_k": 0, "top_p": 1.0} | dict(getattr(view, "start", None) or {})
     temperature, top_k, top_p = float(start["temperature"]), int(start["top_k"]), float(start["top_p"])
     ids, probs = distribution(view.explorer.logits, temperature, top_k, top_p)
+    bits = entropy(probs)  # of the whole distribution, as the widget and the static copy say
     ids, probs = ids[:bars], probs[:bars]
     label_width, bar_width, row = 150, 360, 22
     fig = Figure(label_width + bar_width + 80, 64 + row * len(ids), title="Next token")
@@ -39,7 +40,7 @@ def next_token(view, bars: int = 12) -> Figure:
     fig.text(10, 38, "after " + (prompt if len(prompt) <= 80 else "…" + prompt[-79:]), size=12, fill=GREY, mono=True)
     settings = f"temperature {temperature:g}" + (f", top-k {top_k}" if top_k else "") + (
         f", top-p {top_p:g}" if top_p < 1 else "")
-    fig.text(fig.width - 10, 20, f"{view.model_name} · {settings} · entropy {entropy(probs):.2f} bits", size=11,
+    fig.text(fig.width - 10, 20, f"{view.model_name} · {settings} · entropy {bits:.2f} bits", size=11,
              fill=GREY, anchor="end")
     top = float(probs[0]) if len(probs) else 1.0
     for index, (token_id, p) in enumerate(zip(ids, probs.tolist())):

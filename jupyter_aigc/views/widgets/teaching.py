@@ -19,6 +19,7 @@ from ...options import spec
 from ...tasks.steps import AttentionSteps, Rotary, sinusoidal
 from ...tasks.teach import LogitLens, NextToken, distribution, entropy
 from ..outside import html as outside_html
+from ..outside import plain
 from .static_copy import StaticCopy, css
 
 STATIC = Path(__file__).parent / "static"
@@ -39,7 +40,7 @@ def token_html(text: str) -> str:
 
 class TeachingWidget(StaticCopy, anywidget.AnyWidget):
     """A teaching view: the live widget, then its static copy (``static_html()``, sanitised) for frontends without
-    widgets, saved notebooks and nbconvert (see static_copy.py). ``save(path)`` writes ``figure()`` as a picture;
+    widgets, saved notebooks and nbconvert (see static_copy.py), with ``figure()`` as a picture in front. ``save(path)`` writes ``figure()`` as a picture;
     ``caption`` says what to look at (under the view, in its static copy and its pictures)."""
 
     _css = css("teaching.css")
@@ -65,6 +66,16 @@ class TeachingWidget(StaticCopy, anywidget.AnyWidget):
             return save(self.figure(), path, caption=self.caption, scale=scale)
         except AigcError as error:  # a wrong suffix or folder: one line in the notebook, as a magic's error
             raise usage_error(error) from None
+
+    def safe_html(self) -> str:
+        """The static copy: the view's picture (``figure()`` as a PNG), then its numbers (``static_html()``)."""
+        from .charts import png_img
+
+        try:
+            figure = self.figure()
+        except AigcError:  # a view with no picture: its numbers only
+            return super().safe_html()
+        return f"<p>{png_img(figure.png(scale=1), plain(figure.title or 'the view'))}</p>" + super().safe_html()
 
     def static_bundle(self) -> dict:
         bundle = super().static_bundle()
