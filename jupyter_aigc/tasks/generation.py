@@ -15,6 +15,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 from ..core.cache import module_bytes
 from ..core.cancel import Interrupted
@@ -143,8 +144,8 @@ class Watch:
     """Hooks that watch one ``generate`` call on this thread: each forward pass's time and its cache's tensors,
     and (as a logits processor that changes nothing) the running sequences of every step."""
 
-    def __init__(self, network, cancel=None):
-        self.network, self.cancel = network, cancel
+    def __init__(self, network, cancel=None, on_step: Callable[[int], object] = lambda step: None):
+        self.network, self.cancel, self.on_step = network, cancel, on_step
         self.thread = threading.get_ident()
         self.passes: list[dict] = []
         self.running: list = []
@@ -185,6 +186,7 @@ class Watch:
         class Running(LogitsProcessor):
             def __call__(self, input_ids, scores):
                 watch.running.append(input_ids.detach().cpu())
+                watch.on_step(len(watch.running))
                 return scores
 
         return LogitsProcessorList([Running()])
@@ -251,18 +253,30 @@ def refuse_too_long(network, n: int, plan: Plan, name: str, budget: int) -> None
 
 
 def generation_traces(session, prompt: str, todo: list[Plan], model=None, chat: bool = False,
-                      cancel=None) -> list[GenerationTrace]:
-    """The trace of each plan on one prompt (``chat``: wrapped in the chat template as a user turn)."""
+                      cancel=None, progress: Callable[[str], object] | None = None) -> list[GenerationTrace]:
+    """The trace of each plan on one prompt (``chat``: wrapped in the chat template as a user turn).
+    ``progress`` hears where the work is ("beam search 2 of 3: step 5 of 12") for the line of a long wait."""
     if not prompt.strip():
         raise AigcError("There is no prompt to continue.", "Write the start of a text in the cell body.")
     engine, ref = _weights(session, model)
     budget = budget_of(session)
     with engine.use(ref) as (network, tokenizer):
         ids = encode(tokenizer, prompt, chat)
-        return [trace(network, tokenizer, ids, plan, ref.name, budget, cancel) for plan in todo]
+        return [trace(network, tokenizer, ids, plan, ref.name, budget, cancel,
+                      progress_of(progress, plan, index, len(todo))) for index, plan in enumerate(todo)]
 
 
-def trace(network, tokenizer, ids: list[int], plan: Plan, name: str, budget: int, cancel=None) -> GenerationTrace:
+def progress_of(progress, plan: Plan, index: int, runs: int) -> Callable[[str], object]:
+    """``progress`` with the run named in front ("sampling 2 of 3: …"), or a callable that says nothing."""
+    if progress is None:
+        return lambda text: None
+    name = {"greedy": "greedy", "sample": "sampling", "beam": "beam search"}[plan.strategy]
+    where = f"{name} {index + 1} of {runs}" if runs > 1 else name
+    return lambda text: progress(f"{where}: {text}")
+
+
+def trace(network, tokenizer, ids: list[int], plan: Plan, name: str, budget: int, cancel=None,
+          progress: Callable[[str], object] = lambda text: None) -> GenerationTrace:
     """Run ``generate`` for ``plan`` under a ``Watch``, then time the same steps without the cache."""
     import torch
 
@@ -277,7 +291,7 @@ def trace(network, tokenizer, ids: list[int], plan: Plan, name: str, budget: int
         network.generate(inputs, attention_mask=mask, generation_config=warm)
         if plan.seed is not None:
             torch.manual_seed(plan.seed)
-        with Watch(network, cancel) as watch:
+        with Watch(network, cancel, lambda step: progress(f"step {step} of {plan.steps}")) as watch:
             out = network.generate(inputs, attention_mask=mask, generation_config=config,
                                    logits_processor=watch.processors(), stopping_criteria=watch.stopping())
     if cancel is not None and cancel.is_set():
@@ -297,7 +311,7 @@ def trace(network, tokenizer, ids: list[int], plan: Plan, name: str, budget: int
         steps, nodes, beams = token_steps(out, n, word), [], []
         generated = out.sequences[0, n:].tolist()
     inputs_of = (lambda t: watch.running[t]) if plan.strategy == "beam" else (lambda t: out.sequences[:, :n + t])
-    costs(network, steps, watch.passes, inputs_of, out.logits, shape, cancel)
+    costs(network, steps, watch.passes, inputs_of, out.logits, shape, cancel, progress)
     return GenerationTrace(plan.strategy, name, plan.shown(), tokenizer.decode(ids), list(ids), generated,
                            [word(i) for i in generated], tokenizer.decode(generated), steps, shape, nodes, beams)
 
@@ -400,7 +414,8 @@ def final_beams(out, nodes: list[dict], n: int, word, pad) -> list[dict]:
     return beams
 
 
-def costs(network, steps: list[dict], passes: list[dict], inputs_of, logits, shape: dict, cancel=None) -> None:
+def costs(network, steps: list[dict], passes: list[dict], inputs_of, logits, shape: dict, cancel=None,
+          progress: Callable[[str], object] = lambda text: None) -> None:
     """Each step's cache (bytes from the shapes, and as measured) and time with it, then a full forward pass over
     the same sequences without it: timed, and how far its scores are from the cached pass's."""
     import torch
@@ -408,6 +423,7 @@ def costs(network, steps: list[dict], passes: list[dict], inputs_of, logits, sha
     for t, step in enumerate(steps):
         if cancel is not None and cancel.is_set():
             raise Interrupted()
+        progress(f"timing step {t + 1} of {len(steps)} without the cache")
         cached = passes[t] if t < len(passes) else {"seconds": 0.0, "bytes": 0, "tokens": 0}
         sequences = inputs_of(t).to(network.device)
         tokens = sequences.shape[-1]
