@@ -47,6 +47,7 @@ def test_ids_are_tokenizer_encode_with_pieces_and_bytes(shell, reference):
         assert main.vocab_size == len(reference) and main.kind == "BPE"
     emoji = jupyter_aigc.tokens_view("🎉")
     assert len(emoji.ids) > 1 and "\\x" in "".join(emoji.pieces), "part of a character shows as its bytes"
+    assert "1 token for 1 character (1 byte)" in jupyter_aigc.tokens_view("a").static_html()
 
 
 def test_only_the_tokenizer_is_loaded(shell):

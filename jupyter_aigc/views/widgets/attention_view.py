@@ -9,7 +9,7 @@ from traitlets import Bool, Bytes, Dict, Int, List, Unicode
 
 from ...tasks.attention import AttentionMaps, head_matrix, thumbnails
 from .static_copy import css
-from .teaching import TeachingWidget, esm
+from .teaching import TeachingWidget, esm, plural
 
 STATIC = Path(__file__).parent / "static"
 
@@ -79,12 +79,12 @@ class AttentionView(TeachingWidget):
         picture = maps_png([maps.layer_mean(layer) for layer in self.layers], [f"layer {layer}" for layer in self.layers])
         tokens = " ".join(("<b>answer →</b> " if i == (maps.answer or (-1,))[0] else "") + f"<code>{html(repr(token))}</code>"
                           for i, token in enumerate(maps.tokens[:200]))
-        return (f"<p><b>Attention</b> of {html(maps.model)} over {maps.n} tokens: each layer's heads "
+        return (f"<p><b>Attention</b> of {html(maps.model)} over {plural(maps.n, 'token')}: each layer's heads "
                 f"{html(str(self.heads[0]) + '–' + str(self.heads[-1]) if len(self.heads) > 1 else str(self.heads[0]))} "
                 "averaged. Row = the token that looks, column = the token looked at; darker = more "
                 "attention (each row sums to 1).</p>" + png_img(picture, "attention maps") + f"<p>{tokens}</p>")
 
     def static_text(self) -> str:
         answer = self.maps.answer
-        return f"Attention of {self.maps.model} over {self.maps.n} tokens" + (
+        return f"Attention of {self.maps.model} over {plural(self.maps.n, 'token')}" + (
             f" (the answer: tokens {answer[0]}–{answer[1] - 1})" if answer else "")

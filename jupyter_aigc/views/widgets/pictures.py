@@ -124,6 +124,8 @@ def logit_lens(view) -> Figure:
 def attention_grid(view) -> Figure:
     """The grid the attention view opens on: every head's map (each scaled to its own maximum, square-root
     colours), each layer's mean, and the rollout."""
+    from .teaching import plural
+
     layers, heads, n = list(view.layers), list(view.heads), len(view.tokens)
     side = int(view.thumb_meta["size"])
     maps = np.frombuffer(view.thumbs, dtype=np.uint8).reshape(-1, side, side)
@@ -134,7 +136,7 @@ def attention_grid(view) -> Figure:
     cell = int(max(22, min(72, 640 // cols_n)))
     gap, pad, top = 3, 40, 60
     fig = Figure(max(560, pad + cols_n * (cell + gap) + 10), top + 16 + (len(layers) + 1) * (cell + gap) + 6,
-                 title=f"Attention of {view.model_name} · {n} tokens")
+                 title=f"Attention of {view.model_name} · {plural(n, 'token')}")
     fig.text(10, 38, "row = the token that looks, column = the token looked at; darker = more attention", size=11,
              fill=GREY)
     fig.text(10, 54, clip(" · ".join(shown(t, 12) for t in view.tokens), 95), size=11, mono=True)

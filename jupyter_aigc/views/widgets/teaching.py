@@ -34,6 +34,11 @@ def f32(array) -> bytes:
     return np.ascontiguousarray(array, dtype=np.float32).tobytes()
 
 
+def plural(n: int, word: str) -> str:
+    """"1 token", "2 tokens", "49,152 tokens"."""
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
 def token_html(text: str) -> str:
     return f"<code>{escape(repr(text))}</code>"
 

@@ -13,7 +13,7 @@ from traitlets import Dict, Int, List, Unicode
 
 from ...core.errors import AigcError
 from ...tasks.tokens import MergeSteps, Tokenization, TrainedBpe, merge_steps, pick_word, words_of
-from .teaching import STATIC, TeachingWidget, esm, token_html
+from .teaching import STATIC, TeachingWidget, esm, plural, token_html
 
 SHOWN_ROWS = 300  # tokens in a static copy's table
 COLOURS = ["#fde2c4", "#d4ecd0", "#d3e3f6", "#f3d5e6", "#efe9c2", "#dcd6f2"]
@@ -114,12 +114,12 @@ class TokensView(TeachingWidget):
                        for i, (p, t, b) in enumerate(zip(main.pieces[:SHOWN_ROWS], main.ids, main.bytes)))
         more = f"<p>… and {len(main) - SHOWN_ROWS} more tokens.</p>" if len(main) > SHOWN_ROWS else ""
         html = (f"<p><strong>Tokens</strong> of {escape(main.model)} ({escape(main.kind)}, vocabulary "
-                f"{main.vocab_size:,}): {len(main)} tokens for {len(main.text)} characters "
-                f"({len(main.text.encode())} bytes).</p><table><thead><tr><th>#</th><th>token</th><th>id</th>"
+                f"{main.vocab_size:,}): {plural(len(main), 'token')} for {plural(len(main.text), 'character')} "
+                f"({plural(len(main.text.encode()), 'byte')}).</p><table><thead><tr><th>#</th><th>token</th><th>id</th>"
                 f"<th>bytes</th></tr></thead><tbody>{rows}</tbody></table>{more}")
         for other in self.tokenizations[1:]:
             pieces = " ".join(token_html(p) for p in other.pieces[:SHOWN_ROWS])
-            html += f"<p><strong>{escape(other.model)}</strong>: {len(other)} tokens. {pieces}</p>"
+            html += f"<p><strong>{escape(other.model)}</strong>: {plural(len(other), 'token')}. {pieces}</p>"
         steps = self.merge_steps
         if steps is not None:
             def sym(symbol: str) -> str:
@@ -143,7 +143,7 @@ class TokensView(TeachingWidget):
         fig = Figure(760, 2000, title=f"Tokens of {self.model_name}")
         y = 34.0
         for tokens in self.tokenizations:
-            fig.text(10, y + 12, f"{tokens.model}: {len(tokens)} tokens", size=12, bold=True)
+            fig.text(10, y + 12, f"{tokens.model}: {plural(len(tokens), 'token')}", size=12, bold=True)
             y = boxes(fig, tokens.pieces, tokens.ids, 10, y + 20, 740)
         steps = self.merge_steps
         if steps is not None:

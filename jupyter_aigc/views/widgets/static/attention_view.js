@@ -398,7 +398,7 @@ function render({ model, el }) {
     link.click();
     link.remove();
   });
-  title.textContent = `${model.get("model_name")} · ${tokens().length} tokens · ${model.get("layers").length} layers × ${model.get("heads").length} heads`;
+  title.textContent = `${model.get("model_name")} · ${plural(tokens().length, "token")} · ${plural(model.get("layers").length, "layer")} × ${plural(model.get("heads").length, "head")}`;
   setMode("grid");
   return unframe;
 }

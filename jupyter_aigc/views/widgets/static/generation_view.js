@@ -131,7 +131,7 @@ function runPanel(run, root, on) {
     note.append(el("span", "", sample ? "Sampling drew " : "Greedy takes the most likely token: "),
       el("code", "aigc-gen-code", visible(taken.text)),
       el("span", "", sample ? ` (rank ${taken.rank} by the model, ${pct(taken.p)} after the settings), ` +
-        `from the ${count(step.kept)} tokens temperature, top-k and top-p left.` : ` (${pct(taken.p)}).`));
+        `from the ${plural(step.kept, "token")} temperature, top-k and top-p left.` : ` (${pct(taken.p)}).`));
     const bars = el("div", "aigc-gen-bars");
     const top = Math.max(...step.candidates.map((c) => c.p), 1e-12);
     for (const c of step.candidates) {
@@ -269,14 +269,14 @@ function runPanel(run, root, on) {
     const c = run.cache, k = step.cache, ms = step.ms;
     const beams = c.sequences > 1 ? ` × ${c.sequences} beams` : "";
     const formula = el("div", "aigc-gen-formula",
-      `Key/value cache after step ${state.step}: 2 × ${c.layers} layers × ${c.kv_heads} key/value heads × ${c.head_dim} ` +
-      `× ${k.tokens} tokens × ${c.itemsize} bytes (${c.dtype})${beams} = ${count(k.bytes)} bytes (${size(k.bytes)})`);
+      `Key/value cache after step ${state.step}: 2 × ${plural(c.layers, "layer")} × ${plural(c.kv_heads, "key/value head")} × ${c.head_dim} ` +
+      `× ${plural(k.tokens, "token")} × ${c.itemsize} bytes (${c.dtype})${beams} = ${count(k.bytes)} bytes (${size(k.bytes)})`);
     const check = el("div", "aigc-gen-measured", k.measured === k.bytes ? `the cache's own tensors hold ${count(k.measured)} bytes ✓` :
       `the cache's own tensors hold ${count(k.measured)} bytes`);
-    const reads = state.step === 0 ? `the prompt's ${k.tokens} tokens fill the cache` : `reads 1 new token${beams ? " per beam" : ""}`;
+    const reads = state.step === 0 ? `the prompt's ${plural(k.tokens, "token")} ${k.tokens === 1 ? "fills" : "fill"} the cache` : `reads 1 new token${beams ? " per beam" : ""}`;
     const time = el("div", "aigc-gen-times");
     time.append(el("span", "aigc-gen-cached", `with the cache ${ms.cached.toFixed(1)} ms (${reads})`),
-      el("span", "", " · "), el("span", "aigc-gen-full", `without it ${ms.full.toFixed(1)} ms (reads all ${ms.full_reads} tokens again)`),
+      el("span", "", " · "), el("span", "aigc-gen-full", `without it ${ms.full.toFixed(1)} ms (reads ${ms.full_reads === 1 ? "its 1 token" : "all " + plural(ms.full_reads, "token")} again)`),
       el("span", "aigc-gen-drift", ` · same scores (largest difference ${ms.drift.toPrecision(2)})`));
     cache.replaceChildren(formula, check, time, chart());
   }

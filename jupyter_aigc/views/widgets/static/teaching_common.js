@@ -19,6 +19,11 @@ function floats(value) {
   return new Float32Array(buffer.slice(byteOffset, byteOffset + 4 * length));
 }
 
+// "1 token", "2 tokens", "49,152 tokens"
+function plural(n, word) {
+  return `${Math.round(n).toLocaleString("en-US")} ${word}${Math.round(n) === 1 ? "" : "s"}`;
+}
+
 // a token as shown: whitespace that would vanish or break the line made visible; the exact text is in title
 function visible(text) {
   if (text === "") return "∅";
