@@ -1,6 +1,7 @@
-"""Every view leaves a static copy (its picture and its numbers): hidden while the live widget shows it in JupyterLab, shown in the notebook
-saved and reopened with no widget state (what JupyterLab saves by default), with no "model not found" line,
-and shown in `jupyter nbconvert --execute --to html` opened with every network request blocked."""
+"""Every view leaves a static copy (its picture and its numbers): hidden while the live widget shows it in
+JupyterLab, shown in the notebook saved and reopened with no widget state (what JupyterLab saves by default),
+with no "model not found" line, and shown in `jupyter nbconvert --to html` of the saved notebook, with and
+without `--execute`, opened with every network request blocked."""
 
 import subprocess
 import sys
@@ -64,13 +65,15 @@ def test_views_leave_static_copies_that_show_reopened_and_in_nbconvert(page, lab
     assert errors.count() == 0, "the copy stands in for the widget, with no error line"
     shot(page, "static-copies-reopened", page.locator(".jp-Notebook").first)
 
-    source = tmp_path / "export.ipynb"
-    source.write_bytes((lab_root / name).read_bytes())
-    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--execute", "--to", "html", str(source)],
-                   check=True, capture_output=True, timeout=600)
     page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
-    page.goto((tmp_path / "export.html").as_uri())
-    page.wait_for_timeout(1500)
-    exported = page.evaluate(COPIES)
-    assert shown_per_view(exported) == [True] * len(VIEWS), exported
-    shot(page, "static-copies-nbconvert")
+    for execute in ([], ["--execute"]):  # the notebook as saved, then run again by nbconvert in its own kernel
+        source = tmp_path / f"export{len(execute)}.ipynb"
+        source.write_bytes((lab_root / name).read_bytes())
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", *execute, "--to", "html", str(source)],
+                       check=True, capture_output=True, timeout=600)
+        page.goto(source.with_suffix(".html").as_uri())
+        page.wait_for_timeout(1500)
+        exported = page.evaluate(COPIES)
+        assert shown_per_view(exported) == [True] * len(VIEWS), (execute, exported)
+        assert "object at 0x" not in page.inner_text("body"), "no Python repr stands in for a widget"
+        shot(page, "static-copies-nbconvert" + "-execute" * len(execute))
