@@ -146,6 +146,9 @@ def test_model_views_save_svg_and_png_and_magics_hide_captions(shell, tmp_path):
         texts[name] = svg_text(root)
         assert view.caption and view.caption.split()[-1] in texts[name], name
     assert "Paris" in texts["next"] and "Paris" in texts["lens"]
+    cut = "Say sk-proj-abcdefghijklmnopqrstuvwxyz0123456789 and" + " more words" * 16  # the copy shows its end
+    copy = jupyter_aigc.next_token_view(cut).static_bundle()["text/html"]
+    assert "more words" in copy and "0123456789" not in copy, "masked, then cut: no half key escapes the mask"
     entropy = views["next"].static_html().split("entropy ", 1)[1].split(" bits", 1)[0]
     assert f"entropy {entropy} bits" in texts["next"], "the picture's entropy is the whole distribution's"
     assert "<script>" in texts["next"] and "abcdefghijklmnopqrstuvwxyz0123456789" not in texts["next"]

@@ -218,10 +218,14 @@ def test_the_magic_compares_strategies_and_leaves_a_safe_static_copy(shell, tmp_
     html = view.static_bundle()["text/html"]
     assert "Beam search" in html and "Paris" in html and dangerous_markup(html) == []
     assert html.count(" src=\"data:image/png;base64,") == 1, "the picture of the three runs, then their numbers"
-    hostile = run_cell(shell, "aigc_generate", "--steps 2 --caption off -o h", 'Say <img src=x onerror="alert(1)"> and')
+    hostile = run_cell(shell, "aigc_generate", "--steps 2 --caption off -o h",
+                       "Say sk-proj-abcdefghijklmnopqrstuvwxyz0123456789" + " more" * 31
+                       + ' <img src=x onerror="alert(1)"> end')  # the copy shows the last 200 characters: a cut key
     assert hostile.success
     html = shell.user_ns["h"].static_bundle()["text/html"]
     assert "onerror" in html and dangerous_markup(html) == [], "the prompt is shown as text"
+    svg = shell.user_ns["h"].save(tmp_path / "h.svg").read_text()
+    assert "0123456789" not in html + svg, "masked before it is cut: no half key escapes the mask"
     assert shell.user_ns["h"].caption == ""
     svg, png = view.save(tmp_path / "g.svg"), view.save(tmp_path / "g.png")
     ElementTree.parse(svg)  # well-formed

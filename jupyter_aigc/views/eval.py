@@ -3,7 +3,6 @@ the notebook (for reopening without a kernel and nbconvert). Model text is escap
 
 from __future__ import annotations
 
-from html import escape
 
 from .markdown import sanitize
 from .outside import html, rich_text
@@ -75,7 +74,7 @@ def choice_html(choice: dict | None) -> str:
     lines = choice_lines(choice)
     if not lines:
         return ""
-    return "<br>" + "<br>".join(f"{escape(marks)} {html(text, 200)}" for marks, text in lines)
+    return "<br>" + "<br>".join(f"{html(marks)} {html(text, 200)}" for marks, text in lines)
 
 
 def rating_text(rating: dict | None) -> str:
@@ -102,13 +101,13 @@ def agreement_rows(evaluation) -> list[list[str]]:
 
 def evaluation_html(evaluation) -> str:
     """Summary and rows as a sanitised HTML table, marked as the copy the live widget hides."""
-    head = "".join(f"<th>{escape(t)}</th>" for t in ["metric", *evaluation.titles])
-    summary = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+    head = "".join(f"<th>{html(t)}</th>" for t in ["metric", *evaluation.titles])
+    summary = "".join("<tr>" + "".join(f"<td>{html(c)}</td>" for c in row) + "</tr>"
                       for row in summary_rows(evaluation))
     width = len(evaluation.titles)
     body = []
     for index, row in enumerate(evaluation.rows):
-        fields = "<br>".join(f"<strong>{escape(str(k))}</strong>: {escape(str(v))[:200]}" for k, v in row.items())
+        fields = "<br>".join(f"<strong>{html(str(k))}</strong>: {html(str(v), 200)}" for k, v in row.items())
         cells = []
         for cell in evaluation.cells[index * width:(index + 1) * width]:
             output = html(cell.response.text if cell.response is not None else "", 500)
@@ -117,15 +116,15 @@ def evaluation_html(evaluation) -> str:
             choices = choice_html(cell.choice)
             checks = "".join(f"<br>{html(line, 300)}" for line in checks_text(cell.checks))
             review = f"<br><sub>{html(rating_text(cell.rating), 600)}</sub>" if cell.rating else ""
-            cells.append(f"<td>{output}{choices}{checks}<br><sub>{mark}{escape(scores)}</sub>{review}</td>")
+            cells.append(f"<td>{output}{choices}{checks}<br><sub>{mark}{html(scores)}</sub>{review}</td>")
         body.append(f"<tr><td>{fields}</td>{''.join(cells)}</tr>")
-    examples = "".join(f"<th>{escape(t)}</th>" for t in ["example", *evaluation.titles])
+    examples = "".join(f"<th>{html(t)}</th>" for t in ["example", *evaluation.titles])
     note = f"<p><sub>{'; '.join(html(line, 400) for line in notes(evaluation))}</sub></p>"
     agree = ""
     if evaluation.agreement:
         agree = "<table><thead><tr><th>agreement with people</th><th>Cohen's κ (pass/fail)</th>" \
                 "<th>Spearman's ρ (1–5)</th></tr></thead><tbody>" + "".join(
-                    "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+                    "<tr>" + "".join(f"<td>{html(c)}</td>" for c in row) + "</tr>"
                     for row in agreement_rows(evaluation)) + "</tbody></table>"
     return sanitize(f"<table><thead><tr>{head}</tr></thead><tbody>{summary}</tbody></table>{agree}{note}"
                     f"<table><thead><tr>{examples}</tr></thead><tbody>{''.join(body)}</tbody></table>") + FALLBACK_MARKER

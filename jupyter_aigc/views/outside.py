@@ -39,6 +39,13 @@ def plain(text, limit: int | None = None) -> str:
     return clip(text, limit) if limit else text
 
 
+def tail(text, limit: int) -> str:
+    """The end of outside text (a prompt, say), masked before it is cut (a key cut in half would escape the mask),
+    with "…" in front when cut."""
+    text = plain(text)
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+
+
 def html(text, limit: int | None = None) -> str:
     """Outside text as escaped HTML (no tag, entity or attribute of it survives)."""
     from html import escape

@@ -55,13 +55,13 @@ def curves_png(curves: dict, total_steps: int, shared: bool = True, width: int =
 
 
 def png_img(data: bytes, alt: str, width: float | None = None) -> str:
-    """An <img> of PNG bytes this package drew (alt text escaped; anything but a PNG gives nothing)."""
-    from html import escape
+    """An <img> of PNG bytes this package drew (alt text masked and escaped; anything but a PNG gives nothing)."""
+    from ..outside import html
 
     if not bytes(data).startswith(b"\x89PNG\r\n\x1a\n"):
         return ""
     size = f' width="{round(width)}"' if width else ""
-    return f'<img alt="{escape(alt)}"{size} src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+    return f'<img alt="{html(alt)}"{size} src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
 def maps_png(maps: list, labels: list[str], cell: int = 96, columns: int = 6) -> bytes:

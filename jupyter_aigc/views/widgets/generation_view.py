@@ -12,7 +12,7 @@ from traitlets import Dict, List, Unicode
 from ...tasks.generation import GenerationTrace
 from ..figure import GREY, Figure
 from ..outside import html as outside_html
-from ..outside import plain
+from ..outside import plain, tail
 from .pictures import shown
 from .teaching import TeachingWidget, esm, token_html
 
@@ -83,7 +83,7 @@ class GenerationView(TeachingWidget):
 
     def _trace_html(self, t: GenerationTrace) -> str:
         head = (f"<p><strong>{NAMES[t.strategy]}</strong> on {outside_html(t.model)} "
-                f"({outside_html(settings_text(t))}): <code>{outside_html(t.prompt[-200:])}</code> → "
+                f"({outside_html(settings_text(t))}): <code>{outside_html(tail(t.prompt, 200))}</code> → "
                 f"<strong><code>{outside_html(t.text)}</code></strong></p>")
         return head + (self._beam_html(t) if t.strategy == "beam" else self._steps_html(t)) + self._cache_html(t)
 
@@ -144,7 +144,7 @@ class GenerationView(TeachingWidget):
 
 def heading(fig: Figure, t: GenerationTrace) -> None:
     fig.text(10, 20, f"{NAMES[t.strategy]} · {t.model} · {settings_text(t)}", size=13, bold=True)
-    fig.text(10, 40, f"…{t.prompt[-50:]}", size=12, mono=True, fill=GREY)
+    fig.text(10, 40, tail(t.prompt, 50), size=12, mono=True, fill=GREY)
 
 
 def steps_figure(t: GenerationTrace, rows: int = 5, shown_steps: int = 12) -> Figure:

@@ -7,13 +7,13 @@ copy for saved notebooks and nbconvert is sanitised text plus PNG pictures this 
 
 from __future__ import annotations
 
-from html import escape
 
 import numpy as np
 from traitlets import Bytes, Dict, Float, Int, List, Unicode
 
 from ...tasks.lab_lessons import Denoising, GanDiversity, LatentMap
 from ..markdown import sanitize
+from ..outside import html as outside_html
 from .charts import png_img
 from .static_copy import css
 from .teaching import TeachingWidget, esm, f32
@@ -80,10 +80,10 @@ class LatentMapView(LabLessonWidget):
 
     def static_parts(self) -> list:
         data = self.data
-        which = f" for class <code>{escape(data.classes[data.label])}</code>" if data.classes else ""
+        which = f" for class <code>{outside_html(data.classes[data.label])}</code>" if data.classes else ""
         size, height, width = data.size, *data.shape
         picture = png(data.grid.reshape(size * size, height, width), size, scale=3, gap=0)
-        return [f"<p><strong>Latent map</strong> of {escape(data.name)}{which}: the decoder's image at each point "
+        return [f"<p><strong>Latent map</strong> of {outside_html(data.name)}{which}: the decoder's image at each point "
                 f"of the plane z ∈ [−{data.extent:g}, {data.extent:g}]² ({size}×{size} points; z₁ across, z₂ "
                 f"up). {len(data.points)} training images were encoded onto it.</p>",
                 (picture, "images decoded over the latent plane")]
@@ -120,10 +120,10 @@ class DenoiseView(LabLessonWidget):
     def static_parts(self) -> list:
         data = self.data
         picks = sorted(set(np.linspace(0, data.steps, min(11, data.steps + 1)).round().astype(int).tolist()))
-        which = f" of <code>{escape(data.class_name)}</code>" if data.class_name else ""
+        which = f" of <code>{outside_html(data.class_name)}</code>" if data.class_name else ""
         labels = ", ".join(f"t={data.timesteps[k]}" if k < data.steps else "done" for k in picks)
         guesses = data.x0[[min(k, data.steps - 1) for k in picks]] if data.steps else data.xt[picks]
-        return [f"<p><strong>Denoising</strong>: one sample{which} by {escape(data.name)} (seed {data.seed}), "
+        return [f"<p><strong>Denoising</strong>: one sample{which} by {outside_html(data.name)} (seed {data.seed}), "
                 f"{data.steps} DDIM steps from pure noise to the image. Top: x<sub>t</sub> ({labels}); bottom: the "
                 "model's guess of the finished image x<sub>0</sub> at each of those steps.</p>",
                 (png(np.concatenate([data.xt[picks], guesses]), len(picks), scale=5), "denoising steps")]
@@ -158,9 +158,9 @@ class GanDiversityView(LabLessonWidget):
     def static_parts(self) -> list:
         data = self.data
         rows = "".join(f"<tr><td>{e:g}</td><td>{r:.3f}</td></tr>" for e, r in zip(data.epochs, data.ratios))
-        parts = [f"<p><strong>Diversity over epochs</strong> of {escape(data.name)}: the mean distance between "
+        parts = [f"<p><strong>Diversity over epochs</strong> of {outside_html(data.name)}: the mean distance between "
                  "samples of one class, divided by the same for the real images (1 = as varied as the real data; "
-                 f"near 0 = every sample alike, mode collapse). {escape(data.verdict)}</p>"]
+                 f"near 0 = every sample alike, mode collapse). {outside_html(data.verdict)}</p>"]
         if data.snapshots:
             epoch, picture = data.snapshots[-1]
             parts += [f"<p>Samples at epoch {epoch:g}:</p>", (picture, f"samples at epoch {epoch:g}")]

@@ -7,7 +7,6 @@ the kernel. Each also carries a static, sanitised HTML copy for saved notebooks 
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 
 import anywidget
@@ -19,7 +18,7 @@ from ...options import spec
 from ...tasks.steps import AttentionSteps, Rotary, sinusoidal
 from ...tasks.teach import LogitLens, NextToken, distribution, entropy
 from ..outside import html as outside_html
-from ..outside import plain
+from ..outside import tail
 from .static_copy import StaticCopy, css
 
 STATIC = Path(__file__).parent / "static"
@@ -40,7 +39,7 @@ def plural(n: int, word: str) -> str:
 
 
 def token_html(text: str) -> str:
-    return f"<code>{escape(repr(text))}</code>"
+    return f"<code>{outside_html(repr(text))}</code>"
 
 
 class TeachingWidget(StaticCopy, anywidget.AnyWidget):
@@ -80,7 +79,7 @@ class TeachingWidget(StaticCopy, anywidget.AnyWidget):
             figure = self.figure()
         except AigcError:  # a view with no picture: its numbers only
             return super().safe_html()
-        return f"<p>{png_img(figure.png(scale=1), plain(figure.title or 'the view'))}</p>" + super().safe_html()
+        return f"<p>{png_img(figure.png(scale=1), figure.title or 'the view')}</p>" + super().safe_html()
 
     def static_bundle(self) -> dict:
         bundle = super().static_bundle()
@@ -169,8 +168,8 @@ class NextTokenView(TeachingWidget):
                        for i, p in zip(ids[:10], probs[:10]))
         cuts = (f"; top-k {start['top_k']}" if start["top_k"] else "") + (
             f"; top-p {start['top_p']:g}" if start["top_p"] < 1 else "")
-        return (f"<p><strong>Next token after</strong> <code>{escape(self.explorer.text[-200:])}</code> "
-                f"({escape(self.model_name)}; temperature {start['temperature']:g}{cuts}; "
+        return (f"<p><strong>Next token after</strong> <code>{outside_html(tail(self.explorer.text, 200))}</code> "
+                f"({outside_html(self.model_name)}; temperature {start['temperature']:g}{cuts}; "
                 f"entropy {entropy(probs):.2f} bits)</p>"
                 f"<table><thead><tr><th>token</th><th>probability</th></tr></thead><tbody>{rows}</tbody></table>")
 
@@ -225,7 +224,7 @@ class AttentionStepsView(TeachingWidget):
             f"<tr><td>{j}</td><td>{token_html(t)}</td><td>masked</td><td>0</td></tr>"
             for j, (t, s, w, allowed) in enumerate(zip(steps.tokens, steps.scores, steps.weights, steps.mask)))
         return (f"<p><strong>Layer {steps.layer}, head {steps.head}</strong> (key/value head {steps.kv_head}) of "
-                f"{escape(steps.model)}: query {steps.query} {token_html(steps.tokens[steps.query])}. "
+                f"{outside_html(steps.model)}: query {steps.query} {token_html(steps.tokens[steps.query])}. "
                 f"score<sub>j</sub> = q·k<sub>j</sub> / √{len(steps.q)}; weights = softmax(scores); "
                 f"output = weights · V.</p><table><thead><tr><th>j</th><th>key</th><th>q·k/√d</th>"
                 f"<th>weight</th></tr></thead><tbody>{rows}</tbody></table>")
@@ -276,7 +275,7 @@ class PositionalView(TeachingWidget):
         if self.rotary is not None:
             offsets = "".join(f"<tr><td>{d}</td><td>{self.rotary.score(d + 5, 5):.3f}</td>"
                               f"<td>{self.rotary.score(d + 40, 40):.3f}</td></tr>" for d in (0, 1, 2, 4, 8, 16))
-            text += (f"<p>{escape(self.rotary.model)} rotates q and k instead (rotary encoding): the score of a "
+            text += (f"<p>{outside_html(self.rotary.model)} rotates q and k instead (rotary encoding): the score of a "
                      "query at position m and a key at n depends on m − n only.</p><table><thead><tr><th>m − n</th>"
                      f"<th>score at n = 5</th><th>score at n = 40</th></tr></thead><tbody>{offsets}</tbody></table>")
         return text
@@ -314,6 +313,6 @@ class LogitLensView(TeachingWidget):
         rows = "".join(f"<tr><td>{layer}</td>" + "".join(
             f"<td>{token_html(t)} {p:.0%}</td>" for t, p in zip(lens.top_tokens[layer], lens.top_probs[layer]))
             + "</tr>" for layer in range(len(lens.top_tokens)))
-        return (f"<p><strong>Logit lens</strong> of {escape(lens.model)}: each layer's prediction for the next "
+        return (f"<p><strong>Logit lens</strong> of {outside_html(lens.model)}: each layer's prediction for the next "
                 f"token (layer 0 = the embeddings).</p><table><thead><tr><th>layer</th>{head}</tr></thead>"
                 f"<tbody>{rows}</tbody></table>")

@@ -7,12 +7,12 @@ worked out in the browser (tokens_common.js holds the BPE loop) with no message 
 
 from __future__ import annotations
 
-from html import escape
 
 from traitlets import Dict, Int, List, Unicode
 
 from ...core.errors import AigcError
 from ...tasks.tokens import MergeSteps, Tokenization, TrainedBpe, merge_steps, pick_word, words_of
+from ..outside import html as outside_html
 from .teaching import STATIC, TeachingWidget, esm, plural, token_html
 
 SHOWN_ROWS = 300  # tokens in a static copy's table
@@ -113,13 +113,13 @@ class TokensView(TeachingWidget):
         rows = "".join(f"<tr><td>{i}</td><td>{token_html(p)}</td><td>{t}</td><td><code>{hex_bytes(b)}</code></td></tr>"
                        for i, (p, t, b) in enumerate(zip(main.pieces[:SHOWN_ROWS], main.ids, main.bytes)))
         more = f"<p>… and {len(main) - SHOWN_ROWS} more tokens.</p>" if len(main) > SHOWN_ROWS else ""
-        html = (f"<p><strong>Tokens</strong> of {escape(main.model)} ({escape(main.kind)}, vocabulary "
+        html = (f"<p><strong>Tokens</strong> of {outside_html(main.model)} ({outside_html(main.kind)}, vocabulary "
                 f"{main.vocab_size:,}): {plural(len(main), 'token')} for {plural(len(main.text), 'character')} "
                 f"({plural(len(main.text.encode()), 'byte')}).</p><table><thead><tr><th>#</th><th>token</th><th>id</th>"
                 f"<th>bytes</th></tr></thead><tbody>{rows}</tbody></table>{more}")
         for other in self.tokenizations[1:]:
             pieces = " ".join(token_html(p) for p in other.pieces[:SHOWN_ROWS])
-            html += f"<p><strong>{escape(other.model)}</strong>: {plural(len(other), 'token')}. {pieces}</p>"
+            html += f"<p><strong>{outside_html(other.model)}</strong>: {plural(len(other), 'token')}. {pieces}</p>"
         steps = self.merge_steps
         if steps is not None:
             def sym(symbol: str) -> str:
@@ -130,11 +130,11 @@ class TokensView(TeachingWidget):
                             for k, ((left, right, rank), state) in enumerate(zip(steps.merges, steps.states[1:]), 1))
             start = " ".join(sym(s) for s in steps.states[0])
             html += (f"<p><strong>BPE builds</strong> {token_html(steps.word)} from its bytes {start} with "
-                     f"{escape(main.model)}'s merges, lowest rank first; it ends at ids {steps.ids}, as "
+                     f"{outside_html(main.model)}'s merges, lowest rank first; it ends at ids {steps.ids}, as "
                      f"<code>tokenizer.encode</code> does.</p><table><thead><tr><th>step</th><th>merge rank</th>"
                      f"<th>pair</th><th>symbols after</th></tr></thead><tbody>{items}</tbody></table>")
         elif self.note:
-            html += f"<p>{escape(self.note)}</p>"
+            html += f"<p>{outside_html(self.note)}</p>"
         return html
 
     def figure(self):
