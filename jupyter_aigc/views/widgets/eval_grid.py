@@ -56,7 +56,8 @@ def blind_order(evaluation) -> list[list[int]]:
 class EvalGrid(anywidget.AnyWidget):
     """Every text travels as data and is drawn with textContent in the browser: nothing from a model runs."""
 
-    _esm = (STATIC / "eval_review.js").read_text() + "\n" + (STATIC / "eval_grid.js").read_text()
+    _esm = "\n".join((STATIC / name).read_text()
+                      for name in ("eval_review.js", "eval_scores.js", "eval_cells.js", "eval_grid.js"))
     _css = css("eval_grid.css")
 
     titles = List(Unicode()).tag(sync=True)

@@ -5,9 +5,9 @@
 // Human review: every answer can be rated pass/fail, 1–5 and with a note, from the keyboard (j/k or arrows to
 // move, 1–5, p, f, n for a note); in blind mode each row's columns are shuffled and names and scores hidden
 // until Reveal. Score ranges (for colours and pass filters) come from the kernel (`ranges`).
+// Put after eval_review.js (review bar, agreement table, checks), eval_scores.js (summary table, sorting,
+// filters) and eval_cells.js (the grid's cells and the detail), which use `el`, `fmt` and `isNumber` from here.
 
-const Z95 = 1.959964;
-const LOWER_IS_BETTER = new Set(["latency", "cost"]);
 const NAV = { j: [1, 0], ArrowDown: [1, 0], k: [-1, 0], ArrowUp: [-1, 0], ArrowLeft: [0, -1], h: [0, -1], ArrowRight: [0, 1], l: [0, 1] };
 
 function el(tag, cls, text) {
@@ -33,11 +33,6 @@ function eta(seconds) {
   if (seconds < 90) return `about ${Math.max(1, Math.round(seconds))} s left`;
   if (seconds < 5400) return `about ${Math.round(seconds / 60)} min left`;
   return `about ${(seconds / 3600).toFixed(1)} h left`;
-}
-
-function score(row, variant, metric) {
-  const value = row?.cells?.[variant]?.scores?.[metric];
-  return isNumber(value) ? value : null;
 }
 
 function render({ model, el: root }) {
@@ -72,32 +67,7 @@ function render({ model, el: root }) {
   let agreement = agreementTable({}, []);
 
   // filter bar
-  const filters = el("div", "aigc-eval-filters");
-  const metricSelect = el("select", "aigc-eval-metric");
-  const aSelect = el("select", "aigc-eval-a");
-  const bSelect = el("select", "aigc-eval-b");
-  const failPass = el("input", "aigc-eval-failpass");
-  failPass.type = "checkbox";
-  const disagree = el("input", "aigc-eval-disagree");
-  disagree.type = "checkbox";
-  const search = el("input", "aigc-eval-search");
-  search.type = "search";
-  search.placeholder = "search text";
-  const shown = el("span", "aigc-eval-shown");
-  const labelled = (text, control, cls) => {
-    const label = el("label", cls);
-    label.append(el("span", "", text), control);
-    return label;
-  };
-  const checkLabel = (control, text, cls) => {
-    const label = el("label", cls);
-    label.append(control, el("span", "", text));
-    return label;
-  };
-  const pairControls = [labelled("A", aSelect, "aigc-eval-pair"), labelled("B", bSelect, "aigc-eval-pair"),
-    checkLabel(failPass, "A fails and B passes", "aigc-eval-pair"),
-    checkLabel(disagree, "variants disagree", "aigc-eval-pair")];
-  filters.append(labelled("metric", metricSelect), ...pairControls, search, shown);
+  const { filters, metricSelect, aSelect, bSelect, failPass, disagree, search, shown, pairControls } = filterBar();
 
   // grid
   const scroller = el("div", "aigc-eval-scroll");
@@ -170,17 +140,6 @@ function render({ model, el: root }) {
     root.classList.toggle("aigc-eval-blind", blindNow());
   }
 
-  function normalised(metric, value, range = rangeOf(metric)) {
-    if (!isNumber(value)) return null;
-    if (!range) return value;
-    return Math.min(1, Math.max(0, (value - range[0]) / (range[1] - range[0])));
-  }
-
-  function passes(metric, value, range) {
-    const n = normalised(metric, value, range);
-    return n === null ? null : n >= 0.5;
-  }
-
   // ---- header bar
   function drawProgress() {
     const p = model.get("progress") || {};
@@ -205,92 +164,17 @@ function render({ model, el: root }) {
   }
 
   // ---- summary
-  function liveStats(metric) {
-    // while the run goes on the kernel's summary is not there yet: the same numbers from the rows so far
-    const counted = (model.get("progress") || {}).include_partial;
-    return titles().map((_, variant) => {
-      const scored = rows().filter((row) => score(row, variant, metric) !== null);
-      const kept = scored.filter((row) => counted || !row.cells?.[variant]?.partial);
-      const values = kept.map((row) => score(row, variant, metric));
-      const n = values.length;
-      const partial = scored.length - n;
-      if (!n) return { mean: null, ci95: null, n: 0, partial };
-      const mean = values.reduce((s, v) => s + v, 0) / n;
-      const sd = n > 1 ? Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / (n - 1)) : 0;
-      return { mean, ci95: (Z95 * sd) / Math.sqrt(n), n, partial };
-    });
-  }
-
   function drawSummary() {
-    const data = model.get("summary") || {};
     summary.replaceChildren();
     const fresh = agreementTable(blindNow() ? {} : model.get("agreement") || {}, metrics());
     agreement.replaceWith(fresh);
     agreement = fresh;
     if (!metrics().length || blindNow()) return;
-    const top = el("tr");
-    top.append(el("th", "aigc-eval-corner", "metric"));
-    for (const title of titles()) top.append(el("th", "aigc-eval-variant", title));
-    const thead = el("thead");
-    thead.append(top);
-    const tbody = el("tbody");
-    for (const metric of metrics()) {
-      const entry = data[metric];
-      const provisional = !entry;
-      const stats = entry ? entry.variants || [] : liveStats(metric);
-      const higher = entry ? entry.higher_is_better : LOWER_IS_BETTER.has(metric) ? false : true;
-      const tr = el("tr");
-      tr.dataset.metric = metric;
-      const name = el("th", "aigc-eval-metric-name", metric);
-      if (higher === true || higher === false) {
-        const arrow = el("span", "aigc-eval-dir", higher ? " ↑" : " ↓");
-        arrow.title = higher ? "higher is better" : "lower is better";
-        name.append(arrow);
-      }
-      tr.append(name);
-      titles().forEach((_, variant) => {
-        const s = stats[variant] || { mean: null, ci95: null, n: 0 };
-        const td = el("td", "aigc-eval-stat");
-        td.dataset.metric = metric;
-        td.dataset.variant = variant;
-        td.dataset.mean = s.mean ?? "";
-        const best = !provisional && entry.best === variant;
-        if (best) {
-          td.classList.add("aigc-eval-best");
-          td.append(el("span", "aigc-eval-star", "★ "));
-        }
-        td.append(el("span", "aigc-eval-mean", fmt(s.mean)));
-        if (isNumber(s.mean)) td.append(el("span", "aigc-eval-ci", ` ± ${fmt(s.ci95)}`));
-        td.append(el("span", "aigc-eval-n", ` (${s.n ?? 0})`));
-        if (s.partial) {
-          const left = el("span", "aigc-eval-n aigc-eval-partial-count", `, ${s.partial} partial left out`);
-          left.title = "stopped or cut-off answers are not in the mean (--include-partial counts them)";
-          td.append(left);
-        }
-        if (provisional) td.classList.add("aigc-eval-provisional");
-        if (state.sort && state.sort.metric === metric && state.sort.variant === variant) {
-          td.classList.add("aigc-eval-sorted");
-          td.dataset.dir = state.sort.dir;
-        }
-        td.title = `sort the rows by ${titles()[variant]}'s ${metric}` + (provisional ? " (so far)" : "");
-        tr.append(td);
-      });
-      tbody.append(tr);
-    }
-    summary.append(thead, tbody);
+    fillSummary(summary, { summary: model.get("summary") || {}, titles: titles(), metrics: metrics(), rows: rows(),
+      countPartial: (model.get("progress") || {}).include_partial, sort: state.sort });
   }
 
   // ---- filter bar
-  function fillSelect(select, options, value) {
-    select.replaceChildren();
-    options.forEach(([val, text]) => {
-      const option = el("option", "", text);
-      option.value = String(val);
-      select.append(option);
-    });
-    select.value = String(value);
-  }
-
   function drawFilterControls() {
     const t = titles();
     const m = metrics();
@@ -325,175 +209,25 @@ function render({ model, el: root }) {
     const key = JSON.stringify([titles(), state.sort, blindNow()]);
     if (gridHead._aigcKey === key) return;
     gridHead._aigcKey = key;
-    const tr = el("tr");
-    const example = el("th", "aigc-eval-example-head", "example");
-    example.title = "back to the data's order";
-    example.dataset.reset = "1";
-    tr.append(example);
-    titles().forEach((title, variant) => {
-      const th = el("th", "aigc-eval-variant-head");
-      if (blindNow()) {
-        th.append(el("span", "aigc-eval-title", `answer ${variant + 1}`));
-        th.title = "blind review: each row's answers are shuffled and their names hidden until Reveal names";
-        tr.append(th);
-        return;
-      }
-      th.dataset.variant = variant;
-      th.append(el("span", "aigc-eval-title", title));
-      const arrow = el("span", "aigc-eval-arrow");
-      if (state.sort && state.sort.variant === variant) {
-        th.classList.add("aigc-eval-sorted");
-        th.dataset.dir = state.sort.dir;
-        arrow.textContent = ` ${state.sort.dir === "desc" ? "▼" : "▲"} ${state.sort.metric}`;
-      }
-      th.append(arrow);
-      th.title = "sort by this variant's score for the chosen metric";
-      tr.append(th);
-    });
-    gridHead.replaceChildren(tr);
+    gridHead.replaceChildren(headRow(titles(), state.sort, blindNow()));
     const cols = grid.querySelector("colgroup") || el("colgroup");
     cols.replaceChildren(el("col", "aigc-eval-col-example"), ...titles().map(() => el("col", "aigc-eval-col-variant")));
     if (!cols.parentNode) grid.prepend(cols);
   }
 
-  function badge(metric, value, range) {
-    const span = el("span", "aigc-eval-badge");
-    span.dataset.metric = metric;
-    span.dataset.value = isNumber(value) ? String(value) : "";
-    span.append(el("span", "aigc-eval-badge-name", metric), el("span", "aigc-eval-badge-value", fmt(value)));
-    if (isNumber(value) && range) {
-      span.dataset.scale = "range";
-      span.style.setProperty("--aigc-hue", String(Math.round(120 * normalised(metric, value, range))));
-    } else {
-      span.dataset.scale = isNumber(value) ? "neutral" : "none";
-    }
-    span.title = `${metric}: ${isNumber(value) ? value : "no score"}`;
-    return span;
-  }
-
-  // --task choice: every choice with its log-probability; ▶ the pick (acc), n the pick per character
-  // (acc_norm), ✓ the gold choice
-  function choiceList(choice, full = false) {
-    const list = el(full ? "table" : "div", "aigc-eval-choices");
-    (choice.choices || []).forEach((text, index) => {
-      const logprob = choice.logprobs?.[index];
-      const marks = (index === choice.pick ? "▶" : "") + (index === choice.pick_norm ? "n" : "")
-        + (index === choice.gold ? "✓" : "");
-      const value = isNumber(logprob) ? (full ? String(Number(logprob.toPrecision(6))) : fmt(logprob)) : "–";
-      const line = el(full ? "tr" : "div", "aigc-eval-choice");
-      line.dataset.choice = index;
-      if (index === choice.pick) line.dataset.picked = "1";
-      if (index === choice.pick_norm) line.dataset.pickedNorm = "1";
-      if (index === choice.gold) line.dataset.gold = "1";
-      if (index === choice.gold) line.style.fontWeight = "bold";
-      if (index === choice.pick && index !== choice.gold) line.style.color = "var(--jp-error-color1, #c62828)";
-      const parts = [el(full ? "td" : "span", "aigc-eval-choice-mark", marks.padEnd(2, " ")),
-        el(full ? "td" : "span", "aigc-eval-choice-text", full ? text : `${text}: `),
-        el(full ? "td" : "span", "aigc-eval-choice-logprob", value)];
-      line.append(...parts);
-      line.title = `${text}\nlog-probability ${isNumber(logprob) ? logprob : "–"}`
-        + (index === choice.pick ? "\npicked (highest log-probability)" : "")
-        + (index === choice.pick_norm ? "\npicked per character (acc_norm)" : "")
-        + (index === choice.gold ? "\nthe gold answer" : "");
-      list.append(line);
-    });
-    return list;
-  }
-
   function buildRow(row, index, ranges) {
     const tr = el("tr");
     tr.dataset.row = index;
-    const fieldsCell = el("td", "aigc-eval-fields");
-    const names = (model.get("fields") || []).slice(0, 3);
-    for (const name of names) {
-      const line = el("div", "aigc-eval-field");
-      const value = row.fields?.[name] ?? "";
-      line.append(el("span", "aigc-eval-field-name", `${name}: `), el("span", "aigc-eval-field-value", value));
-      line.title = `${name}: ${value}`;
-      line.dataset.field = name;
-      fieldsCell.append(line);
-    }
-    const extra = (model.get("fields") || []).length - names.length;
-    if (extra > 0) fieldsCell.append(el("div", "aigc-eval-more", `+${extra} more (click an answer)`));
-    tr.append(fieldsCell);
+    tr.append(fieldsCell(row, model.get("fields") || []));
+    const view = { running: model.get("running"), blind: blindNow(), metrics: metrics(), ranges,
+      countPartial: (model.get("progress") || {}).include_partial };
     titles().forEach((_, position) => {
       const variant = variantAt(index, position);
       const cell = row.cells?.[variant] || { status: "waiting" };
-      const td = el("td", "aigc-eval-cell");
-      td.dataset.variant = variant;
-      td.dataset.position = position;
-      td.dataset.row = index;
-      td.dataset.status = cell.status || "waiting";
-      td.tabIndex = 0;
-      if ((cell.status === "waiting" || !cell.status) && !model.get("running")) {
-        td.dataset.status = "not-run";
-        td.append(el("div", "aigc-eval-notrun", "not run"));
-      } else if (cell.status === "waiting" || !cell.status) {
-        const wait = el("div", "aigc-eval-waiting");
-        wait.append(el("span", "aigc-eval-spinner"), el("span", "", "…"));
-        td.append(wait);
-      } else {
-        if (cell.status === "error") td.append(el("div", "aigc-eval-error", cell.error || "failed"));
-        if (cell.partial) {
-          td.dataset.partial = "1";
-          const counted = (model.get("progress") || {}).include_partial;
-          const mark = el("div", "aigc-eval-partial", `partial: ${cell.finish === "stopped" ? "stopped" : "cut off"}`
-            + (counted ? "" : ", not in the means"));
-          mark.style.color = "var(--jp-warn-color0, #b35900)";
-          mark.style.fontStyle = "italic";
-          mark.title = cell.error || "the answer did not end on its own";
-          td.append(mark);
-        }
-        if (cell.output || cell.status !== "error") {
-          const output = el("div", "aigc-eval-output", cell.output || "");
-          if (!cell.output) output.classList.add("aigc-eval-blank");
-          if (!cell.output) output.textContent = "(empty answer)";
-          td.append(output);
-        }
-        if (cell.choice) td.append(choiceList(cell.choice));
-        if (cell.checks && !blindNow()) td.append(checksList(cell.checks));
-        const rating = ratingOf(index, variant);
-        if (cell.status === "done" && !cell.choice) { // people review generated answers, not choice picks
-          td.append(reviewBar(rating));
-          td.dataset.pass = rating?.pass === true ? "1" : rating?.pass === false ? "0" : "";
-          td.dataset.score = rating?.score ?? "";
-        }
-        const badges = el("div", "aigc-eval-badges");
-        const shown = blindNow() ? [] : metrics().filter((m) => m !== "human" && m !== "human_pass");
-        for (const metric of shown) badges.append(badge(metric, cell.scores?.[metric], ranges[metric]));
-        if (cell.reused && !blindNow()) {
-          const mark = el("span", "aigc-eval-reused-mark", "↺");
-          mark.title = "reused from an earlier run";
-          badges.append(mark);
-        }
-        td.append(badges);
-      }
-      if (state.detail && state.detail.row === index && state.detail.variant === variant) td.classList.add("aigc-eval-selected");
-      tr.append(td);
+      const selected = !!state.detail && state.detail.row === index && state.detail.variant === variant;
+      tr.append(answerCell(cell, { row: index, variant, position }, view, ratingOf(index, variant), selected));
     });
     return tr;
-  }
-
-  function matches(row, ranges) {
-    const metric = state.metric;
-    if (metric && titles().length > 1) {
-      if (state.aFailsBPasses) {
-        const a = passes(metric, score(row, state.a, metric), ranges[metric]);
-        const b = passes(metric, score(row, state.b, metric), ranges[metric]);
-        if (!(a === false && b === true)) return false;
-      }
-      if (state.disagree) {
-        const verdicts = titles().map((_, v) => passes(metric, score(row, v, metric), ranges[metric]))
-          .filter((v) => v !== null);
-        if (new Set(verdicts).size < 2) return false;
-      }
-    }
-    if (state.search) {
-      const needle = state.search.toLowerCase();
-      const texts = [...Object.values(row.fields || {}), ...(row.cells || []).map((c) => c?.output || "")];
-      if (!texts.some((t) => String(t).toLowerCase().includes(needle))) return false;
-    }
-    return true;
   }
 
   function drawGrid() {
@@ -507,20 +241,7 @@ function render({ model, el: root }) {
       rowCache.clear();
     }
     for (const index of [...rowCache.keys()]) if (index >= data.length) rowCache.delete(index);
-    let order = data.map((row, index) => index);
-    if (state.sort) {
-      const { variant, metric, dir } = state.sort;
-      const sign = dir === "desc" ? -1 : 1;
-      order.sort((i, j) => {
-        const x = score(data[i], variant, metric);
-        const y = score(data[j], variant, metric);
-        if (x === null && y === null) return i - j;
-        if (x === null) return 1;
-        if (y === null) return -1;
-        return x === y ? i - j : sign * (x - y);
-      });
-    }
-    order = order.filter((index) => matches(data[index], ranges));
+    const order = sortedOrder(data, state.sort).filter((index) => matches(data[index], state, titles().length, ranges));
     const active = document.activeElement?.closest?.(".aigc-eval-cell");
     const focused = active && gridBody.contains(active) ? [active.dataset.row, active.dataset.variant] : null;
     const trs = order.map((index) => {
@@ -545,12 +266,6 @@ function render({ model, el: root }) {
   }
 
   // ---- detail
-  function section(title, body) {
-    const box = el("div", "aigc-eval-section");
-    box.append(el("div", "aigc-eval-section-title", title), body);
-    return box;
-  }
-
   function drawDetail() {
     const target = state.detail;
     const row = target ? rows()[target.row] : null;
@@ -578,63 +293,9 @@ function render({ model, el: root }) {
     close.title = "close";
     close.dataset.close = "1";
     top.append(close);
-
-    const fieldList = el("div", "aigc-eval-detail-fields");
-    const names = [...(model.get("fields") || [])];
-    for (const name of Object.keys(row.fields || {})) if (!names.includes(name)) names.push(name);
-    for (const name of names) {
-      const value = el("div", "aigc-eval-detail-value", row.fields?.[name] ?? "");
-      value.dataset.field = name;
-      fieldList.append(el("div", "aigc-eval-detail-name", name), value);
-    }
-    const parts = [top, section("data", fieldList)];
-    parts.push(section("prompt", el("pre", "aigc-eval-prompt", cell.prompt || "")));
-    if (cell.status === "waiting") {
-      const text = model.get("running") ? "waiting for the answer…" : "not run (the run was stopped)";
-      parts.push(section("output", el("div", "aigc-eval-waiting", text)));
-    } else {
-      const output = el("pre", "aigc-eval-full-output", cell.output || "");
-      parts.push(section(cell.choice ? "picked" : "output", output));
-      if (cell.choice) parts.push(section("choices (▶ picked · n per character · ✓ gold)", choiceList(cell.choice, true)));
-      if (cell.error) parts.push(section("error", el("pre", "aigc-eval-error", cell.error)));
-      if (cell.status === "done" && !cell.choice) {
-        const box = el("div", "aigc-eval-review-box");
-        const noteBox = el("textarea", "aigc-eval-note-input");
-        noteBox.value = rating?.note || "";
-        noteBox.rows = 2;
-        noteBox.placeholder = "a note on this answer (kept when you leave the box; Esc goes back to the grid)";
-        noteBox.dataset.row = target.row;
-        noteBox.dataset.variant = target.variant;
-        box.append(reviewBar(rating), noteBox);
-        box.dataset.row = target.row;
-        box.dataset.variant = target.variant;
-        parts.push(section("your review", box));
-      }
-      if (blind) {
-        parts.push(el("div", "aigc-eval-meta", "blind review: scores and names are hidden until Reveal names"));
-        detail.replaceChildren(...parts);
-        return;
-      }
-      if (cell.checks) parts.push(section("assertions", checksList(cell.checks, true)));
-      const scores = el("table", "aigc-eval-detail-scores");
-      for (const metric of metrics()) {
-        const tr = el("tr");
-        const value = cell.scores?.[metric];
-        const td = el("td", "", isNumber(value) ? String(Number(value.toPrecision(6))) : "–");
-        td.dataset.metric = metric;
-        tr.append(el("th", "", metric), td);
-        scores.append(tr);
-      }
-      parts.push(section("scores", scores));
-      if (cell.reason) parts.push(section(cell.checks ? "reason" : "judge's reason", el("div", "aigc-eval-reason", cell.reason)));
-      const meta = [`finish: ${cell.finish || "–"}`];
-      if (cell.partial) meta.push((model.get("progress") || {}).include_partial ? "partial, counted in the means"
-        : "partial: not in the means");
-      if (isNumber(cell.elapsed)) meta.push(`${cell.elapsed.toFixed(2)} s`);
-      meta.push(cell.reused ? "reused from an earlier run" : "asked in this run");
-      parts.push(el("div", "aigc-eval-meta", meta.join(" · ")));
-    }
-    detail.replaceChildren(...parts);
+    const view = { fields: model.get("fields") || [], metrics: metrics(), running: model.get("running"), blind,
+      countPartial: (model.get("progress") || {}).include_partial };
+    detail.replaceChildren(top, ...detailParts(row, cell, target, view, rating));
   }
 
   function openDetail(rowIndex, variant) {
