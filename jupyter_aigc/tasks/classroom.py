@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import AigcError
-from ..core.keys import remember, resolve_key, set_key
+from ..core.keys import redact, remember, resolve_key, set_key
 from ..views.outside import say
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -41,7 +41,7 @@ def request(url: str, token: str, path: str, body: dict | None = None, timeout: 
     if response.status_code != 200:
         message = (data or {}).get("error", {}).get("message") if isinstance(data, dict) else None
         raise AigcError(f"The class server at {url} answered {response.status_code}: "
-                        f"{message or response.text[:200]}", "")
+                        f"{message or redact(response.text)[:200]}", "")
     return data
 
 

@@ -9,7 +9,7 @@ import shlex
 import time
 
 from ..core.errors import AigcError
-from ..core.keys import set_key
+from ..core.keys import redact, set_key
 from ..core.models import ModelRef
 from ..options import spec
 from ..views.outside import say
@@ -189,7 +189,7 @@ def cmd_history(session, rest) -> None:
                 else usage.get("completion_tokens", ""))
         rows.append([stamp.removeprefix(today + " "), entry.get("model", ""),
                      entry.get("engine") or entry.get("backend", ""),
-                     prompt[:60] + ("…" if len(prompt) > 60 else ""), made, entry.get("finish_reason", "")])
+                     redact(prompt)[:60] + ("…" if len(prompt) > 60 else ""), made, entry.get("finish_reason", "")])
     where = str(store.path) if store.persistent else "this kernel only (the history file could not be opened)"
     if not rows:
         say(f"No answers in the history{' matching ' + repr(args.grep) if args.grep else ''} ({where}).")

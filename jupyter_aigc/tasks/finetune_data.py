@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from ..core.errors import AigcError
+from ..core.keys import redact
 
 EXPECTED = "'prompt' and 'completion' columns, or a 'messages' column of chat turns"
 _TURN = re.compile(r"^(Q|A|User|Assistant|Question|Answer)\s*:\s?(.*)$", re.IGNORECASE)
@@ -145,7 +146,7 @@ def _a(value) -> str:
 
 
 def _short(value) -> str:
-    text = repr(value)
+    text = redact(repr(value))  # masked before it is cut
     return text if len(text) <= 40 else text[:39] + "…"
 
 

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..core.errors import AigcError
+from ..core.keys import redact
 from .assertions import TYPES, items_of, schema_of, split_type, truthy
 from .jstext import js_json, js_string, json_parse
 
@@ -335,6 +336,7 @@ def shown_value(value) -> str:
         return f"{getattr(value, '__name__', 'function')}()"
     text = value if isinstance(value, str) else js_json(value) if isinstance(value, dict) else \
         ", ".join(js_string(v) for v in value) if isinstance(value, list) else js_string(value)
+    text = redact(text)  # masked before it is cut
     return text if len(text) <= 120 else text[:119] + "…"
 
 

@@ -217,7 +217,7 @@ class TextRunner:
                 response.error = "The stream ended before the answer was finished: it is cut off."
         elif response.finish_reason not in FINISH_REASONS and not response.error:
             reason = response.finish_reason
-            response.error = (f"The server cut the answer off (finish reason '{reason[:40]}')"
+            response.error = (f"The server cut the answer off (finish reason '{redact(reason)[:40]}')"
                               + (": its content filter stopped it." if reason == "content_filter" else "."))
         if response.usage.get("completion_tokens") is None and counted:
             response.usage = {**response.usage, "completion_tokens": counted, "counted": True}
