@@ -7,7 +7,7 @@ by scripts/install_promptfoo.sh) with the same concurrency (8 requests in flight
 server), both timed around the whole command, no cache on either side. Its figure is promptfoo's seconds ÷ ours.
 
 ``python benchmarks/b9_evaluate.py`` runs both and ends with B9's ratio; ``--promptfoo`` runs only the promptfoo
-comparison and ends with its ratio.
+comparison and ends with its ratio, ``--gpt`` only the comparison with one %%gpt at a time.
 """
 
 import os
@@ -103,15 +103,16 @@ def versus_promptfoo(kernel) -> float:
 
 
 def main() -> None:
-    only_promptfoo = "--promptfoo" in sys.argv[1:]
+    only_promptfoo, only_gpt = "--promptfoo" in sys.argv[1:], "--gpt" in sys.argv[1:]
     kernel = start_kernel()
     kernel.run(SETUP)
     try:
         gpt_ratio = None if only_promptfoo else versus_gpt(kernel)
-        promptfoo_ratio = versus_promptfoo(kernel)
+        promptfoo_ratio = None if only_gpt else versus_promptfoo(kernel)
     finally:
         kernel.close()
-    print(f"promptfoo seconds / ours: {promptfoo_ratio:.3f}")
+    if promptfoo_ratio is not None:
+        print(f"promptfoo seconds / ours: {promptfoo_ratio:.3f}")
     print(f"ratio: {promptfoo_ratio if only_promptfoo else gpt_ratio:.3f}")
 
 

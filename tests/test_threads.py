@@ -81,6 +81,36 @@ def test_policy_shares_the_cores_and_leaves_busy_ones_alone():
     assert choose_threads(cores=2, engines=1, busy=1) == 1, "one CPU hog beside a 2-core kernel"
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="threads' states are read from Linux's /proc")
+def test_this_processs_own_busy_threads_are_not_other_work():
+    """The kernel's own threads (the evaluation's runner, a metric, the widget) are the work a llama.cpp server
+    is sized for, not other programs: counting them made an evaluation rebuild the server with one thread."""
+    import hashlib
+    import threading
+
+    from jupyter_aigc.core.machine import own_runnable_threads
+
+    stop = threading.Event()
+    data = b"x" * (1 << 22)
+
+    def hog():
+        while not stop.is_set():
+            hashlib.sha256(data).digest()  # hashlib lets go of the GIL: the thread runs on a core of its own
+
+    hogs = [threading.Thread(target=hog, daemon=True) for _ in range(2)]
+    for thread in hogs:
+        thread.start()
+    try:
+        time.sleep(0.2)
+        seen = max(own_runnable_threads() for _ in range(50))
+        assert seen >= 3, "both hashing threads and the reader are runnable"
+    finally:
+        stop.set()
+        for thread in hogs:
+            thread.join()
+    assert min(own_runnable_threads() for _ in range(20)) == 1, "the reader alone, once they stopped"
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="the busy-core reading is Linux's /proc/loadavg")
 def test_cpu_hogs_leave_their_cores_to_them(tmp_path):
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]

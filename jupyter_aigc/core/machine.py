@@ -21,18 +21,34 @@ def machine_cores() -> int:
 
 
 def busy_threads(samples: int = 3) -> int:
-    """Threads of other work that are runnable right now (Linux's /proc/loadavg, less the reader): the
-    least of a few readings a millisecond apart, so a passing blip does not count. 0 where unknown."""
+    """Threads of other programs that are runnable right now: Linux's /proc/loadavg less this process's own
+    runnable threads (its Python threads, a metric being computed, the reader itself: work the caller is
+    sizing for, not competing with it), the least of a few readings a millisecond apart, so a passing blip does
+    not count. 0 where unknown."""
     counts = []
     for i in range(samples):
         try:
             with open("/proc/loadavg") as f:
-                counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+                counts.append(int(f.read().split()[3].split("/")[0]) - own_runnable_threads())
         except (OSError, ValueError, IndexError):
             return 0
         if i + 1 < samples:
             time.sleep(0.001)
     return max(0, min(counts))
+
+
+def own_runnable_threads() -> int:
+    """This process's threads that are running or ready to run (state R in /proc/self/task/*/stat); at least 1,
+    the reader."""
+    count = 0
+    for task in os.scandir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task.name}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]  # the name in (…) may hold spaces or ")"
+        except (OSError, IndexError):
+            continue  # a thread that ended meanwhile
+        count += state == "R"
+    return max(1, count)
 
 
 def choose_threads(cores: int, engines: int, busy: int) -> int:
