@@ -139,10 +139,10 @@ function render({ model, el: root }) {
       box.title = `token ${i}: id ${vocab[t]}, ${JSON.stringify(shown(t))}`;
       return box;
     }));
-    value.textContent = `${size} = ${count(alphabet, "byte", "bytes")} + ${count(kept, "merge", "merges")}`;
+    value.textContent = `${size} = ${plural(alphabet, "byte")} + ${plural(kept, "merge")}`;
     stats.dataset.count = String(tokens.length);
     const chars = Array.from(text).length;
-    stats.textContent = `${count(tokens.length, "token", "tokens")} for ${count(chars, "character", "characters")} ` +
+    stats.textContent = `${plural(tokens.length, "token")} for ${plural(chars, "character")} ` +
       `(${(chars / Math.max(1, tokens.length)).toFixed(2)} characters per token)`;
     for (const item of list.children) {
       const k = Number(item.dataset.merge);
@@ -162,8 +162,8 @@ function render({ model, el: root }) {
     growth = countGrowth(model.get("pieces") || [], merges.length);
     const requested = model.get("requested") || 0;
     head.replaceChildren(el("strong", "aigc-tokens-title", "A BPE vocabulary trained on the text"),
-      el("span", "aigc-tokens-stats", `${count(alphabet.length, "byte", "bytes")} (the base symbols) + ` +
-        `${count(merges.length, "merge", "merges")} = ${count(alphabet.length + merges.length, "token", "tokens")}` +
+      el("span", "aigc-tokens-stats", `${plural(alphabet.length, "byte")} (the base symbols) + ` +
+        `${plural(merges.length, "merge")} = ${plural(alphabet.length + merges.length, "token")}` +
         (alphabet.length + merges.length < requested ? ` (asked for ${requested}: no pair was left to merge)` : "")));
     Object.assign(slider, { min: alphabet.length, max: alphabet.length + merges.length, step: 1 });
     slider.value = String(model.get("size") || alphabet.length + merges.length);

@@ -51,7 +51,3 @@ function tokenBox(piece, id, bytes, index, special) {
   box.dataset.index = String(index);
   return box;
 }
-
-function count(n, one, many) {
-  return `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
-}

@@ -31,8 +31,8 @@ function render({ model, el: root }) {
     if (!main) return;
     head.append(el("strong", "aigc-tokens-title", "Tokens"), el("span", "aigc-tokens-model", main.model),
       el("span", "aigc-tokens-stats",
-        `${count(main.ids.length, "token", "tokens")} for ${count(main.chars, "character", "characters")} ` +
-        `(${count(main.nbytes, "byte", "bytes")}) · vocabulary ${main.vocab_size.toLocaleString("en-US")} (${main.kind})`),
+        `${plural(main.ids.length, "token")} for ${plural(main.chars, "character")} ` +
+        `(${plural(main.nbytes, "byte")}) · vocabulary ${main.vocab_size.toLocaleString("en-US")} (${main.kind})`),
       options);
     rowsBox.replaceChildren(...rows.map((row, r) => {
       const box = el("div", "aigc-tokens-row");
@@ -41,7 +41,7 @@ function render({ model, el: root }) {
       box.dataset.ids = JSON.stringify(row.ids);
       if (rows.length > 1) {
         const label = el("div", "aigc-tokens-label");
-        label.append(el("strong", "", row.model), el("span", "", ` · ${count(row.ids.length, "token", "tokens")} · ` +
+        label.append(el("strong", "", row.model), el("span", "", ` · ${plural(row.ids.length, "token")} · ` +
           `vocabulary ${row.vocab_size.toLocaleString("en-US")} (${row.kind})`));
         box.append(label);
       }
@@ -132,7 +132,7 @@ function render({ model, el: root }) {
 
     const now = el("div", "aigc-bpe-now");
     if (state.step === 0) {
-      now.append(el("span", "", `${visible(word.text)}: ${count(run.states[0].length, "byte", "bytes")}, each a symbol ` +
+      now.append(el("span", "", `${visible(word.text)}: ${plural(run.states[0].length, "byte")}, each a symbol ` +
         "of the base vocabulary"));
     } else {
       const [left, right, rank] = run.applied[state.step - 1];
@@ -167,7 +167,7 @@ function render({ model, el: root }) {
     const match = JSON.stringify(state.got) === JSON.stringify(state.expected);
     result.dataset.ids = JSON.stringify(state.got);
     result.dataset.match = String(match);
-    result.textContent = state.step < last ? `… ${count(last - state.step, "merge", "merges")} to go` :
+    result.textContent = state.step < last ? `… ${plural(last - state.step, "merge")} to go` :
       `ids ${JSON.stringify(state.got)} ${match ? "= tokenizer.encode ✓" : `≠ tokenizer.encode ${JSON.stringify(state.expected)}`}`;
     merges.append(title, chips, controls, now, symbols, result, list);
   }
