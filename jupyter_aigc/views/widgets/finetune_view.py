@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import asdict
-from pathlib import Path
-from typing import Callable
 
-import anywidget
-from traitlets import Dict, Unicode
-
-from .static_copy import StaticCopy, css
-
-STATIC = Path(__file__).parent / "static"
-PUSH_INTERVAL = 0.2
+from .static_copy import css
+from .training_view import TrainingView, training_esm
 
 
-class FinetuneView(StaticCopy, anywidget.AnyWidget):
-    _esm = STATIC / "finetune_view.js"
+class FinetuneView(TrainingView):
+    """``progress``: the run's Progress (step, total_steps, epoch, losses, eval_losses, …)."""
+
+    _esm = training_esm("finetune_view.js")
     _css = css("finetune_view.css")
-
-    title = Unicode("").tag(sync=True)
-    progress = Dict().tag(sync=True)   # Progress as a dict: step, total_steps, epoch, losses, eval_losses, …
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.on_stop: Callable[[], None] | None = None
-        self._pushed = 0.0
-        self._lock = threading.Lock()
-        self.on_msg(self._handle_message)
-
-    def _handle_message(self, widget, content, buffers) -> None:
-        if isinstance(content, dict) and content.get("type") == "stop" and self.on_stop:
-            self.on_stop()
 
     def _line(self) -> str:
         progress = self.progress or {}
@@ -58,12 +37,9 @@ class FinetuneView(StaticCopy, anywidget.AnyWidget):
         return plain(f"{self.title}: {self._line()}")
 
     def update(self, progress) -> None:
-        now = time.monotonic()
         with self._lock:
-            if progress.status == "running" and now - self._pushed < PUSH_INTERVAL:
-                return
-            self._pushed = now
-            self.progress = asdict(progress)
+            if self._due(progress.status):
+                self.progress = asdict(progress)
 
 
 class TerminalFinetuneView:

@@ -3,48 +3,28 @@ model learns, progress with the time left, and Stop (the model is kept as traine
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import asdict
-from pathlib import Path
-from typing import Callable
 
-import anywidget
-from traitlets import Bytes, Dict, Unicode
+from traitlets import Bytes
 
 from ..outside import html, plain
 from .charts import curves_png, png_img
-from .static_copy import StaticCopy, css
-
-STATIC = Path(__file__).parent / "static"
-PUSH_INTERVAL = 0.2
+from .static_copy import css
+from .training_view import TrainingView, training_esm
 
 
-class ImageLabView(StaticCopy, anywidget.AnyWidget):
-    _esm = STATIC / "image_lab_view.js"
+class ImageLabView(TrainingView):
+    """``progress``: the run's LabProgress (step, total_steps, epoch, curves, …)."""
+
+    _esm = training_esm("image_lab_view.js")
     _css = css("image_lab_view.css")
 
-    title = Unicode("").tag(sync=True)
-    progress = Dict().tag(sync=True)  # LabProgress as a dict: step, total_steps, epoch, curves, …
     grid = Bytes(b"").tag(sync=True)  # PNG of the latest samples
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.on_stop: Callable[[], None] | None = None
-        self._pushed = 0.0
-        self._lock = threading.Lock()
-        self.on_msg(self._handle_message)
-
-    def _handle_message(self, widget, content, buffers) -> None:
-        if isinstance(content, dict) and content.get("type") == "stop" and self.on_stop:
-            self.on_stop()
-
     def update(self, progress, grid: bytes | None) -> None:
-        now = time.monotonic()
         with self._lock:
-            if grid is None and progress.status == "running" and now - self._pushed < PUSH_INTERVAL:
+            if not self._due(progress.status, force=grid is not None):
                 return
-            self._pushed = now
             with self.hold_sync():
                 if grid is not None:
                     self.grid = grid

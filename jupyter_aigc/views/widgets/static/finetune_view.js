@@ -1,21 +1,5 @@
-// Front end of FinetuneView: a live loss chart (train, eval), progress, speed, time left and Stop.
-// Everything shown is numbers or the title, set with textContent.
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function css(name, fallback) {
-  return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
-}
-
-function seconds(value) {
-  if (value === null || value === undefined) return "";
-  return value < 90 ? `about ${Math.ceil(value)} s left` : `about ${Math.ceil(value / 60)} min left`;
-}
+// Front end of FinetuneView (after training_common.js): a live loss chart (train, eval), progress, speed, time
+// left and Stop. Everything shown is numbers or the title, set with textContent.
 
 function drawChart(canvas, progress) {
   const ratio = window.devicePixelRatio || 1;
@@ -68,18 +52,7 @@ function drawChart(canvas, progress) {
 function render({ model, el: root }) {
   root.classList.add("aigc-ft");
   const title = el("div", "aigc-ft-title");
-  const bar = el("div", "aigc-ft-bar");
-  const meter = el("div", "aigc-ft-progress");
-  const fill = el("div");
-  meter.append(fill);
-  const state = el("span", "aigc-ft-state");
-  const stop = el("button", "aigc-ft-stop", "■ Stop");
-  stop.addEventListener("click", () => {
-    model.send({ type: "stop" });
-    stop.disabled = true;
-    state.textContent = "stopping at the next step…";
-  });
-  bar.append(meter, state, stop);
+  const { bar, show } = progressBar(model, root, "aigc-ft", "adapter");
   const canvas = el("canvas", "aigc-ft-chart");
   const legend = el("div", "aigc-ft-legend");
   legend.append(el("span", "", "— train loss"), el("span", "", "— eval loss"));
@@ -90,19 +63,11 @@ function render({ model, el: root }) {
   function draw() {
     const progress = model.get("progress") || {};
     title.textContent = model.get("title");
-    const total = progress.total_steps || 0;
-    fill.style.width = total ? `${(100 * (progress.step || 0)) / total}%` : "0%";
     const loss = (progress.losses || []).slice(-1)[0];
-    const parts = [`step ${progress.step || 0} / ${total}`, `epoch ${(progress.epoch || 0).toFixed(2)}`];
+    const parts = [`step ${progress.step || 0} / ${progress.total_steps || 0}`, `epoch ${(progress.epoch || 0).toFixed(2)}`];
     if (loss) parts.push(`loss ${loss[1].toFixed(4)}`);
     if (progress.tokens_per_second) parts.push(`${progress.tokens_per_second.toFixed(0)} tokens/s`);
-    const running = progress.status === "running";
-    if (running && progress.seconds_left) parts.push(seconds(progress.seconds_left));
-    if (!running && progress.status) parts.push(progress.status === "stopped" ? "stopped: adapter kept as trained so far" : "finished");
-    if (!stop.disabled || !running) state.textContent = parts.join(" · ");
-    stop.disabled = !running;
-    root.dataset.status = progress.status || "";
-    root.classList.toggle("aigc-ft-status-stopped", progress.status === "stopped");
+    show(progress, parts);
     drawChart(canvas, progress);
   }
   model.on("change:progress", draw);

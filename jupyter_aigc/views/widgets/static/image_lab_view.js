@@ -1,21 +1,5 @@
-// Front end of ImageLabView: one small chart per loss, the sample grid (a PNG), progress, time left and Stop.
-// Everything shown is numbers, a PNG or the title, set with textContent.
-
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function css(name, fallback) {
-  return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
-}
-
-function left(value) {
-  if (value === null || value === undefined) return "";
-  return value < 90 ? `about ${Math.ceil(value)} s left` : `about ${Math.ceil(value / 60)} min left`;
-}
+// Front end of ImageLabView (after training_common.js): one small chart per loss, the sample grid (a PNG),
+// progress, time left and Stop. Everything shown is numbers, a PNG or the title, set with textContent.
 
 const COLOURS = ["--jp-brand-color1", "--jp-warn-color1"];
 
@@ -60,18 +44,7 @@ function drawCurve(canvas, name, points, total, colour) {
 function render({ model, el: root }) {
   root.classList.add("aigc-train");
   const title = el("div", "aigc-train-title");
-  const bar = el("div", "aigc-train-bar");
-  const meter = el("div", "aigc-train-progress");
-  const fill = el("div");
-  meter.append(fill);
-  const state = el("span", "aigc-train-state");
-  const stop = el("button", "aigc-train-stop", "■ Stop");
-  stop.addEventListener("click", () => {
-    model.send({ type: "stop" });
-    stop.disabled = true;
-    state.textContent = "stopping after this step…";
-  });
-  bar.append(meter, state, stop);
+  const { bar, show } = progressBar(model, root, "aigc-train", "model");
   const charts = el("div", "aigc-train-charts");
   const samples = el("div", "aigc-train-samples");
   const image = el("img");
@@ -111,19 +84,11 @@ function render({ model, el: root }) {
   function draw() {
     const progress = model.get("progress") || {};
     title.textContent = model.get("title");
-    const total = progress.total_steps || 0;
-    fill.style.width = total ? `${(100 * (progress.step || 0)) / total}%` : "0%";
-    const parts = [`epoch ${(progress.epoch || 0).toFixed(1)}`, `step ${progress.step || 0} / ${total}`];
+    const parts = [`epoch ${(progress.epoch || 0).toFixed(1)}`, `step ${progress.step || 0} / ${progress.total_steps || 0}`];
     if (progress.samples_per_second) parts.push(`${progress.samples_per_second.toFixed(0)} images/s` +
       (progress.threads ? ` on ${progress.threads} thread${progress.threads > 1 ? "s" : ""}` : ""));
     if (progress.diversity !== null && progress.diversity !== undefined) parts.push(`diversity ${progress.diversity.toFixed(2)} of the real images'`);
-    const running = progress.status === "running";
-    if (running && progress.seconds_left) parts.push(left(progress.seconds_left));
-    if (!running && progress.status) parts.push(progress.status === "stopped" ? "stopped: model kept as trained so far" : "finished");
-    if (!stop.disabled || !running) state.textContent = parts.join(" · ");
-    stop.disabled = !running;
-    root.dataset.status = progress.status || "";
-    root.classList.toggle("aigc-train-status-stopped", progress.status === "stopped");
+    show(progress, parts);
     const classes = (progress.classes || []).join(", ");
     caption.textContent = classes ? `samples from fixed noise: one column per class (${classes}), redrawn as it learns`
       : "samples from fixed noise, redrawn as it learns";
