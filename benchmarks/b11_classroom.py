@@ -92,29 +92,11 @@ def ask(text, max_tokens):
     return first, last, tokens
 
 
-def memory():
-    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
-    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")}
+def running():
+    return engine.cache.get(engine.key(ref), lambda: None)
 
 
 ask("Hello.", 4)  # loads the model, as a kernel's first cell does
-print("READY", flush=True)
-while True:
-    line = sys.stdin.readline()
-    if not line:
-        break
-    command = json.loads(line)
-    if command["do"] == "settle":
-        ask("Hello again.", 4)
-        running = engine.cache.get(engine.key(ref), lambda: None)
-        print("B11", json.dumps({"threads": running.threads, "rebuilds": running.rebuilds}), flush=True)
-        continue
-    while time.time() < command["at"]:
-        time.sleep(0.001)
-    first, last, tokens = ask(command["text"], command["max_tokens"])
-    running = engine.cache.get(engine.key(ref), lambda: None)
-    print("B11", json.dumps({"first": first, "last": last, "tokens": tokens, "threads": running.threads,
-                             "rebuilds": running.rebuilds, **memory()}), flush=True)
 """
 
 
@@ -139,17 +121,22 @@ def ask(text, max_tokens):
     return start + entry["queued"] + (entry["ttft"] or 0.0), end, entry["usage"]["completion_tokens"]
 
 
-def memory():
-    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
-    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")}
-
-
 def running():
     engine = session.engines["llama.cpp"]
     return session.cache.get(engine.key(session.resolve(None)), lambda: None)
 
 
 ask("Hello.", 4)  # loads the model: the kernel's first cell
+"""
+
+# What both kinds of kernel then do (after their own ``ask`` and ``running``): say READY, answer each command at
+# its moment, and report the times, tokens, threads and memory.
+KERNEL_LOOP = r"""
+def memory():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")}
+
+
 print("\nREADY", flush=True)
 while True:
     line = sys.stdin.readline()
@@ -166,6 +153,7 @@ while True:
     print("\nB11", json.dumps({"first": first, "last": last, "tokens": tokens, "threads": running().threads,
                                "rebuilds": running().rebuilds, **memory()}), flush=True)
 """
+
 
 class Stop(Exception):
     pass
@@ -382,7 +370,7 @@ def main() -> int:
             # K: 30 separate in-kernel models, loaded first, then all asked at one moment
             print(f"loadavg before the kernels: {loadavg()}", flush=True)
             loading = time.time()
-            script = KERNEL_SHELL if args.kernels == "shell" else KERNEL
+            script = (KERNEL_SHELL if args.kernels == "shell" else KERNEL) + KERNEL_LOOP
             kernels = [subprocess.Popen([sys.executable, "-c", script], **spawn) for _ in range(args.students)]
             for kernel in kernels:
                 read_until(kernel, "READY", 600)
